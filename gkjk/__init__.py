@@ -1,0 +1,1 @@
+"""Shared core of the platform: configuration, site registry and command line."""

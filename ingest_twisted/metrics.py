@@ -1,0 +1,100 @@
+"""Self-metrics: counters of the ingest server, written to InfluxDB every few seconds.
+
+Operators watch these in Grafana (measurement ``gkjk_ingest``) and on the
+console status line: frames in by CN, errors by kind, acknowledgements,
+connections, spool depth and write latency.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from twisted.internet.task import LoopingCall
+
+from ingest_twisted.lineprotocol import point
+from ingest_twisted.points import Conversion
+
+
+@dataclass
+class IngestStats:
+    """Counters since start (monotonic); gauges are set as they change."""
+
+    connections: int = 0
+    devices_online: int = 0
+    bytes_in: int = 0
+    frames_in: int = 0
+    stored: int = 0
+    acks_out: int = 0
+    lines_out: int = 0
+    unmapped_factors: int = 0
+    bad_values: int = 0
+    missing_data_time: int = 0
+    backfill_requests: int = 0
+    by_cn: Counter = field(default_factory=Counter)
+    errors: Counter = field(default_factory=Counter)
+
+    def count_cn(self, cn: str) -> None:
+        self.by_cn[cn] += 1
+
+    def count_error(self, kind: str) -> None:
+        self.errors[kind] += 1
+
+    def record_conversion(self, conversion: Conversion) -> None:
+        self.lines_out += len(conversion.lines)
+        self.unmapped_factors += conversion.unmapped_factors
+        self.bad_values += conversion.bad_values
+        self.missing_data_time += conversion.missing_data_time
+
+    def fields(self) -> dict[str, int | float]:
+        values: dict[str, int | float] = {
+            name: getattr(self, name)
+            for name in (
+                "connections", "devices_online", "bytes_in", "frames_in", "stored", "acks_out",
+                "lines_out", "unmapped_factors", "bad_values", "missing_data_time", "backfill_requests",
+            )
+        }
+        values["errors"] = sum(self.errors.values())
+        values.update({f"cn_{cn}": n for cn, n in self.by_cn.items() if cn.isdigit()})
+        values.update({f"error_{kind}": n for kind, n in self.errors.items()})
+        return values
+
+
+class MetricsReporter:
+    """Writes the counters (and the writer's) as one point every `interval` seconds."""
+
+    def __init__(
+        self,
+        stats: IngestStats,
+        writer_stats: Callable[[], Any],
+        submit: Callable[[list[bytes]], object],
+        worker: int,
+        interval: float,
+        clock,
+    ) -> None:
+        self._stats = stats
+        self._writer_stats = writer_stats
+        self._submit = submit
+        self._tags = {"host": socket.gethostname(), "worker": str(worker)}
+        self._loop = LoopingCall(self.report)
+        self._loop.clock = clock
+        self._interval = interval
+
+    def start(self) -> None:
+        self._loop.start(self._interval, now=False)
+
+    def stop(self) -> None:
+        if self._loop.running:
+            self._loop.stop()
+
+    def snapshot(self) -> dict[str, int | float]:
+        values = self._stats.fields()
+        writer = asdict(self._writer_stats())
+        values.update({f"writer_{k}": v for k, v in writer.items() if isinstance(v, (int, float))})
+        return values
+
+    def report(self) -> None:
+        self._submit([point("gkjk_ingest", self._tags, self.snapshot(), time.time_ns())])

@@ -1,0 +1,126 @@
+"""Turn a data packet into InfluxDB line protocol (the schema of docs/schema.md).
+
+One point per (measurement, device, facility, DataTime): the factors a device
+reports for one facility share a point, so a 10-factor packet is one or two
+points, not ten. Factors the registry does not map still get stored, under the
+facility tag ``unmapped``: the platform never drops data for lack of a mapping.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import math
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from gkjk.registry import Registry
+from ingest_twisted.hj212.packet import Packet
+from ingest_twisted.lineprotocol import point
+
+#: Measurement per data command; other CNs carrying factors go to ``cn<code>``.
+MEASUREMENTS = {
+    "2011": "rtd",
+    "2051": "minute",
+    "2061": "hour",
+    "2031": "day",
+    "2041": "runtime",
+    "3020": "info",
+}
+
+#: Suffixes whose values are numbers; everything else (Flag, EFlag, SampleTime, Info...) is text.
+NUMERIC_SUFFIXES = frozenset(
+    {"Rtd", "Avg", "Min", "Max", "Cou", "ZsRtd", "ZsAvg", "ZsMin", "ZsMax", "RS", "RT"}
+)
+
+UNMAPPED = "unmapped"
+
+
+@dataclass(slots=True)
+class Conversion:
+    """What one packet became: its lines, and what could not be mapped or read."""
+
+    lines: list[bytes]
+    unmapped_factors: int = 0
+    bad_values: int = 0
+    missing_data_time: bool = False
+
+
+class PointBuilder:
+    """Builds the lines of one packet, with tags from the site registry."""
+
+    def __init__(self, timezone: str) -> None:
+        self._zone = ZoneInfo(timezone)
+        self._time_cache: dict[str, int | None] = {}
+
+    def data_time_ns(self, text: str | None) -> int | None:
+        """DataTime (local wall time, ``YYYYMMDDhhmmss``) as UTC epoch nanoseconds, or None if unreadable."""
+        if text is None:
+            return None
+        cached = self._time_cache.get(text, -1)
+        if cached != -1:
+            return cached
+        try:
+            if len(text) < 14 or not text[:14].isdigit():
+                raise ValueError(text)
+            moment = datetime(
+                int(text[0:4]), int(text[4:6]), int(text[6:8]),
+                int(text[8:10]), int(text[10:12]), int(text[12:14]), tzinfo=self._zone,
+            )
+            value: int | None = int(moment.timestamp()) * 1_000_000_000
+        except ValueError:
+            value = None
+        if len(self._time_cache) > 100_000:
+            self._time_cache.clear()
+        self._time_cache[text] = value
+        return value
+
+    def convert(self, packet: Packet, registry: Registry, received_ns: int) -> Conversion:
+        measurement = MEASUREMENTS.get(packet.cn) or f"cn{packet.cn}"
+        device = registry.device(packet.mn)
+        base_tags = {"mn": packet.mn.upper()}
+        if device is not None:
+            base_tags["ent"] = device.enterprise.id
+            base_tags["county"] = device.enterprise.county
+        timestamp = self.data_time_ns(packet.cp.data_time)
+        result = Conversion(lines=[], missing_data_time=timestamp is None)
+        if timestamp is None:
+            timestamp = received_ns
+
+        by_facility: dict[str, dict[str, float | str]] = {}
+        for items in (packet.cp.factors, packet.cp.devices):
+            for code, values in items.items():
+                ref = registry.point(packet.mn, code)
+                if ref is None:
+                    facility = UNMAPPED
+                    result.unmapped_factors += 1
+                else:
+                    facility = ref.facility.id
+                fields = by_facility.setdefault(facility, {})
+                for suffix, raw in values.items():
+                    key = f"{code}-{suffix}"
+                    if suffix in NUMERIC_SUFFIXES:
+                        number = _finite_float(raw)
+                        if number is not None:
+                            fields[key] = number
+                            continue
+                        result.bad_values += 1
+                        key += "_text"
+                    fields[key] = raw
+        if packet.cp.params:
+            fields = by_facility.setdefault(UNMAPPED, {})
+            for key, raw in packet.cp.params.items():
+                fields[key] = raw
+
+        for facility, fields in by_facility.items():
+            if fields:
+                result.lines.append(point(measurement, {**base_tags, "fac": facility}, fields, timestamp))
+        return result
+
+
+def _finite_float(text: str) -> float | None:
+    """The number in `text`, or None; NaN and infinities are not storable in InfluxDB."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None

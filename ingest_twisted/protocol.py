@@ -1,0 +1,219 @@
+"""Twisted protocols for HJ 212: framing in one class, meaning in another.
+
+`HJ212Receiver` owns the byte stream (buffering, splitting, resynchronising,
+limits) and hands whole frames to `frameReceived`. `DataLoggerProtocol` gives
+them meaning: authenticate the device, store its data durably, and answer as
+the standard says (9014 once the record is durable, 9011 refusals, time
+calibration, heartbeat acknowledgements).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
+
+from ingest_twisted.hj212 import replies
+from ingest_twisted.hj212.frame import Frame, FrameDecoder, Garbage, encode_frame
+from ingest_twisted.hj212.packet import Packet, PacketError, build_segment, parse_segment
+
+if TYPE_CHECKING:
+    from ingest_twisted.server import IngestFactory
+
+#: QnRtn codes of the standard's request-answer table.
+QNRTN_REFUSED = 2
+QNRTN_BAD_PW = 3
+QNRTN_BAD_MN = 4
+QNRTN_BAD_CRC = 9
+
+#: Answers a device gives to the platform's own requests (backfill, time set).
+DEVICE_REPLIES = frozenset({"9011", "9012", "9013", "9014"})
+HEARTBEATS = frozenset({"9015", "9021"})
+TIME_CALIBRATION_REQUEST = "1013"
+#: Commands that carry measurement data to store.
+DATA_COMMANDS = frozenset({"2011", "2051", "2061", "2031", "2041", "3020", "2081", "3019", "3021"})
+
+
+class HJ212Receiver(Protocol):
+    """Splits a TCP stream into HJ 212 frames; subclasses give the frames meaning."""
+
+    max_segment_bytes = 4096
+
+    def connectionMade(self) -> None:
+        self._decoder = FrameDecoder(self.max_segment_bytes)
+
+    def dataReceived(self, data: bytes) -> None:
+        for event in self._decoder.feed(data):
+            if self.transport is None or getattr(self.transport, "disconnecting", False):
+                return
+            if isinstance(event, Frame):
+                self.frameReceived(event)
+            else:
+                self.garbageReceived(event)
+
+    def frameReceived(self, frame: Frame) -> None:
+        raise NotImplementedError
+
+    def garbageReceived(self, garbage: Garbage) -> None:
+        """Bytes that are no frame; the decoder has already skipped them."""
+
+    def sendPacket(self, packet: Packet) -> None:
+        self.transport.write(encode_frame(build_segment(packet)))
+
+
+class DataLoggerProtocol(HJ212Receiver, TimeoutMixin):
+    """One TCP connection from a data logger (which may speak for several MNs)."""
+
+    log = Logger()
+
+    def __init__(self, factory: IngestFactory) -> None:
+        self.factory = factory
+        self.max_segment_bytes = factory.config.max_segment_bytes
+        self.mns: set[str] = set()
+        self.peer = ""
+        self._pending = 0
+        self._paused = False
+        self._auth_failures = 0
+
+    # -- connection life -------------------------------------------------
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        address = self.transport.getPeer()
+        self.peer = f"{getattr(address, 'host', '?')}:{getattr(address, 'port', '?')}"
+        self.setTimeout(self.factory.config.idle_timeout)
+        self.factory.stats.connections += 1
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        self.setTimeout(None)
+        self.factory.stats.connections -= 1
+        self.factory.connection_closed(self)
+
+    def timeoutConnection(self) -> None:
+        self.factory.stats.count_error("idle_timeout")
+        self.transport.loseConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.resetTimeout()
+        self.factory.stats.bytes_in += len(data)
+        super().dataReceived(data)
+
+    # -- frames ------------------------------------------------------------
+
+    def garbageReceived(self, garbage: Garbage) -> None:
+        self.factory.stats.count_error(f"frame_{garbage.reason}")
+        self.factory.log_error(
+            f"frame_{garbage.reason}", "{peer}: skipped {n} bytes ({reason})",
+            peer=self.peer, n=len(garbage.data), reason=garbage.reason,
+        )
+
+    def frameReceived(self, frame: Frame) -> None:
+        """A bug while handling one frame is logged and counted; the connection and its other frames go on."""
+        try:
+            self.handle_frame(frame)
+        except Exception:
+            self.factory.stats.count_error("internal")
+            self.log.failure("{peer}: error while handling {raw!r}", peer=self.peer, raw=frame.raw[:200])
+
+    def handle_frame(self, frame: Frame) -> None:
+        stats = self.factory.stats
+        stats.frames_in += 1
+        try:
+            packet = parse_segment(frame.segment)
+        except PacketError as error:
+            stats.count_error(f"packet_{error.kind}")
+            self.factory.log_error(
+                f"packet_{error.kind}", "{peer}: unreadable packet ({kind}: {message}): {raw!r}",
+                peer=self.peer, kind=error.kind, message=error.message, raw=frame.raw[:200],
+            )
+            return
+        if not frame.crc_ok:
+            stats.count_error("crc")
+            self.factory.log_error("crc", "{peer}: CRC mismatch, MN {mn} QN {qn}", peer=self.peer, mn=packet.mn, qn=packet.qn)
+            self.refuse(packet, QNRTN_BAD_CRC)
+            return
+        stats.count_cn(packet.cn)
+        device = self.factory.authenticate(packet)
+        if device is None:
+            return self.authentication_failed(packet)
+        self._auth_failures = 0
+        mn = packet.mn.upper()
+        if mn not in self.mns:
+            self.mns.add(mn)
+            self.factory.device_online(mn, self)
+        self.factory.sessions_seen(mn)
+        self.dispatch(packet)
+
+    def dispatch(self, packet: Packet) -> None:
+        cn = packet.cn
+        if cn in DEVICE_REPLIES:
+            self.factory.backfill.device_replied(packet)
+        elif cn in HEARTBEATS:
+            if packet.ack_required:
+                self.sendPacket(replies.heartbeat_ack(packet))
+        elif cn == TIME_CALIBRATION_REQUEST:
+            if packet.ack_required:
+                self.sendPacket(replies.notify_ack(packet))
+            self.sendPacket(replies.system_time(packet, self.factory.local_now()))
+        elif cn in DATA_COMMANDS or packet.cp.factors or packet.cp.devices:
+            self.store(packet)
+        else:
+            self.factory.stats.count_error("unhandled_cn")
+            if packet.ack_required:
+                self.sendPacket(replies.qn_rtn(packet, QNRTN_REFUSED))
+
+    def authentication_failed(self, packet: Packet) -> None:
+        known = self.factory.registry.current.device(packet.mn) is not None
+        kind = "bad_pw" if known else "unknown_mn"
+        self.factory.stats.count_error(kind)
+        self.factory.log_error(kind, "{peer}: refused MN {mn} ({kind})", peer=self.peer, mn=packet.mn, kind=kind)
+        self.refuse(packet, QNRTN_BAD_PW if known else QNRTN_BAD_MN)
+        self._auth_failures += 1
+        if self._auth_failures >= self.factory.config.max_auth_failures:
+            self.transport.loseConnection()
+
+    def refuse(self, packet: Packet, code: int) -> None:
+        if packet.qn:
+            self.sendPacket(replies.qn_rtn(packet, code))
+
+    # -- storing -------------------------------------------------------------
+
+    def store(self, packet: Packet) -> None:
+        """Hand the packet's lines to the durable writer; acknowledge once they are on disk."""
+        factory = self.factory
+        conversion = factory.builder.convert(packet, factory.registry.current, time.time_ns())
+        factory.stats.record_conversion(conversion)
+        if packet.split:
+            factory.track_fragment(packet)
+        self._pending += 1
+        if self._pending >= factory.config.max_pending_per_connection and not self._paused:
+            self._paused = True
+            self.transport.pauseProducing()
+        durable = factory.writer.submit(conversion.lines)
+        durable.addCallbacks(self._stored, self._not_stored, callbackArgs=(packet,), errbackArgs=(packet,))
+        if packet.cn in ("2051", "2061", "2031"):
+            factory.backfill.record_seen(packet, self)
+
+    def _stored(self, _: object, packet: Packet) -> None:
+        self._settle()
+        self.factory.stats.stored += 1
+        if packet.ack_required and self.connected:
+            self.sendPacket(replies.data_ack(packet))
+            self.factory.stats.acks_out += 1
+
+    def _not_stored(self, failure: Failure, packet: Packet) -> None:
+        """The spool refused the record (disk full, I/O error): no ack, so the device keeps it and resends."""
+        self._settle()
+        self.factory.stats.count_error("spool_write")
+        self.log.failure("could not make QN {qn} of MN {mn} durable", failure, qn=packet.qn, mn=packet.mn)
+
+    def _settle(self) -> None:
+        self._pending -= 1
+        if self._paused and self._pending < self.factory.config.max_pending_per_connection // 2:
+            self._paused = False
+            if self.connected:
+                self.transport.resumeProducing()

@@ -1,0 +1,170 @@
+"""Process management for `gkjk serve`: one worker in-process, or a supervisor with N workers.
+
+With several workers the supervisor binds the listening socket once and hands
+its file descriptor to each worker process, which adopts it
+(`reactor.adoptStreamPort`); the kernel spreads new connections over them, so
+one machine uses all its cores. A worker that dies is started again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+from twisted.internet import protocol
+from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
+
+from gkjk.config import Config
+
+log = Logger()
+
+STATUS_EVERY = 5.0
+RESTART_DELAY = 1.0
+
+
+def _start_logging() -> None:
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
+
+
+def status_line(config: Config, previous: dict | None) -> tuple[str, dict]:
+    """Sum the workers' status files into one line; rates come from the previous sums."""
+    totals: dict[str, float] = {}
+    now = time.time()
+    for path in Path(config.spool.path).glob("status-*.json"):
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if now - values.get("time", 0) > 30:
+            continue
+        for key, value in values.items():
+            if isinstance(value, (int, float)) and key != "time":
+                totals[key] = totals.get(key, 0) + value
+    totals["time"] = now
+    rate = 0.0
+    if previous and now > previous["time"]:
+        rate = (totals.get("frames_in", 0) - previous.get("frames_in", 0)) / (now - previous["time"])
+    line = (
+        f"connections {int(totals.get('connections', 0))}"
+        f" | devices online {int(totals.get('devices_online', 0))}"
+        f" | frames {int(totals.get('frames_in', 0))} ({rate:.0f}/s)"
+        f" | acks {int(totals.get('acks_out', 0))}"
+        f" | errors {int(totals.get('errors', 0))}"
+        f" | spool depth {int(totals.get('writer_spool_records', 0))}"
+        f" | written {int(totals.get('writer_written_lines', 0))}"
+    )
+    return line, totals
+
+
+def _print_status(config: Config, state: dict) -> None:
+    line, state["previous"] = status_line(config, state.get("previous"))
+    print(time.strftime("%H:%M:%S"), line, flush=True)
+
+
+def _status_loop(config: Config, reactor):
+    from twisted.internet.task import LoopingCall
+
+    state: dict = {}
+    loop = LoopingCall(_print_status, config, state)
+    loop.clock = reactor
+    loop.start(STATUS_EVERY, now=False)
+    return loop
+
+
+def run_worker(config: Config, index: int, listen_fd: int | None, status: bool = False) -> None:
+    """Serve until SIGTERM/SIGINT; SIGHUP reloads the site registry."""
+    from twisted.internet import reactor
+
+    from ingest_twisted.server import Worker
+
+    _start_logging()
+    worker = Worker(config, reactor, index=index, listen_fd=listen_fd)
+    worker.start()
+    reactor.addSystemEventTrigger("before", "shutdown", worker.stop)
+    signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(worker.reload_registry))
+    if status:
+        _status_loop(config, reactor)
+    reactor.run()
+
+
+class _WorkerProcess(protocol.ProcessProtocol):
+    def __init__(self, supervisor: Supervisor, index: int) -> None:
+        self.supervisor = supervisor
+        self.index = index
+
+    def processEnded(self, reason) -> None:
+        self.supervisor.worker_ended(self.index, reason)
+
+
+class Supervisor:
+    """Starts N workers on one shared listening socket and restarts any that die."""
+
+    def __init__(self, config: Config, config_path: str | None, reactor) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.reactor = reactor
+        self.stopping = False
+        self.processes: dict[int, object] = {}
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind((config.ingest.host, config.ingest.port))
+        self.socket.listen(4096)
+        self.socket.setblocking(False)
+
+    def start_worker(self, index: int) -> None:
+        if self.stopping:
+            return
+        fd = self.socket.fileno()
+        args = [sys.executable, "-m", "gkjk.cli", "serve", "--worker", str(index), "--listen-fd", str(fd)]
+        if self.config_path:
+            args += ["--config", self.config_path]
+        self.processes[index] = self.reactor.spawnProcess(
+            _WorkerProcess(self, index), sys.executable, args, env=os.environ, childFDs={0: 0, 1: 1, 2: 2, fd: fd}
+        )
+
+    def worker_ended(self, index: int, reason) -> None:
+        self.processes.pop(index, None)
+        if not self.stopping:
+            log.error("worker {index} ended ({reason}); starting it again", index=index, reason=reason.value)
+            self.reactor.callLater(RESTART_DELAY, self.start_worker, index)
+
+    def signal_workers(self, signum: int) -> None:
+        for process in self.processes.values():
+            try:
+                process.signalProcess(signum)
+            except Exception:
+                pass
+
+    def stop(self):
+        """Ask every worker to stop gracefully and wait for them (each drains or keeps its spool)."""
+        from twisted.internet import defer, task
+
+        self.stopping = True
+        self.signal_workers(signal.SIGTERM)
+
+        def all_ended():
+            if self.processes:
+                return task.deferLater(self.reactor, 0.1, all_ended)
+            return None
+
+        return defer.maybeDeferred(all_ended)
+
+
+def run_supervisor(config: Config, config_path: str | None, status: bool = False) -> None:
+    from twisted.internet import reactor
+
+    _start_logging()
+    supervisor = Supervisor(config, config_path, reactor)
+    for index in range(config.ingest.workers):
+        supervisor.start_worker(index)
+    reactor.addSystemEventTrigger("before", "shutdown", supervisor.stop)
+    signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(supervisor.signal_workers, signal.SIGHUP))
+    if status:
+        _status_loop(config, reactor)
+    log.info("supervisor: {n} workers on {listen}", n=config.ingest.workers, listen=config.ingest.listen)
+    reactor.run()

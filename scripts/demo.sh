@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Sets up and runs the platform with a demo fleet of simulated enterprises:
+# InfluxDB (Debian's package, data under var/influxdb, port 8186), the HJ 212
+# server on port 9212 and the simulated data loggers of registry/demo.
+# Prints a line of figures every few seconds; Ctrl-C stops everything cleanly.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+mkdir -p var/log
+GKJK=.venv/bin/gkjk
+CONFIG=config/demo.toml
+
+pids=()
+stop_all() {
+    trap - INT TERM EXIT
+    echo "demo: stopping" >&2
+    for (( i=${#pids[@]}-1; i>=0; i-- )); do
+        kill -TERM "${pids[i]}" 2>/dev/null || true
+        wait "${pids[i]}" 2>/dev/null || true
+    done
+    echo "demo: stopped; logs in var/log/, data in var/influxdb/" >&2
+}
+trap stop_all INT TERM EXIT
+
+$GKJK influxd --dir var/influxdb --port 8186 >>var/log/influxd.log 2>&1 &
+pids+=($!)
+.venv/bin/python - <<'PY'
+import time, urllib.request
+for _ in range(300):
+    try:
+        urllib.request.urlopen("http://127.0.0.1:8186/ping", timeout=1); break
+    except Exception:
+        time.sleep(0.1)
+else:
+    raise SystemExit("demo: InfluxDB did not start; see var/log/influxd.log")
+PY
+echo "demo: InfluxDB on http://127.0.0.1:8186 (database gkjk)" >&2
+
+$GKJK serve --config $CONFIG --status 2>>var/log/serve.log &
+pids+=($!)
+sleep 1
+echo "demo: HJ 212 server on port 9212; log in var/log/serve.log" >&2
+
+$GKJK simulate --config $CONFIG --status-every 0 --bad-frame-rate 0.002 \
+    --outage-rate 0.0005 --outage-minutes 15 >>var/log/simulate.log 2>&1 &
+pids+=($!)
+echo "demo: simulated enterprises of registry/demo connecting; log in var/log/simulate.log" >&2
+echo "demo: figures every 5 s below; Ctrl-C stops" >&2
+wait -n "${pids[@]}" || true

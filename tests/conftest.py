@@ -1,0 +1,28 @@
+"""Shared fixtures: a real InfluxDB 1.x server (see influx_server.py; pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from influx_server import InfluxServer
+
+
+@pytest.fixture(scope="session")
+def influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxServer]:
+    """One influxd for the whole session; tests may stop() and start() it."""
+    server = InfluxServer(tmp_path_factory.mktemp("influxd"))
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def influx_db(influxdb: InfluxServer) -> Iterator[tuple[InfluxServer, str]]:
+    """A fresh, uniquely named database on the session server, dropped afterwards."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    influxdb.query(f'CREATE DATABASE "{name}"')
+    yield influxdb, name
+    influxdb.start()  # a test may have left it stopped
+    influxdb.query(f'DROP DATABASE "{name}"')

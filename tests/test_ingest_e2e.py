@@ -1,0 +1,178 @@
+"""The ingest server end to end: real `gkjk serve` process, real TCP, real InfluxDB."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from ingest_twisted.hj212.frame import encode_frame
+from ingest_twisted.hj212.packet import build_segment
+from gkjk_process import COATING_MN, COATING_PW, FOUNDRY_MN, Logger, ServerProcess
+
+
+def rows(influx, db: str, query: str) -> list[dict]:
+    """Result rows of an InfluxQL query as dicts (empty when there is no series)."""
+    result = influx.query(query, db=db)["results"][0]
+    out = []
+    for series in result.get("series", []):
+        for values in series["values"]:
+            row = dict(zip(series["columns"], values))
+            row.update(series.get("tags", {}))
+            out.append(row)
+    return out
+
+
+def wait_rows(influx, db: str, query: str, count: int = 1, timeout: float = 15.0) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = rows(influx, db, query)
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def server(tmp_path, influx_db):
+    influx, db = influx_db
+    with ServerProcess(tmp_path / "server", influx.url, db, spool={"flush_interval": 0.05}) as process:
+        yield process
+
+
+@pytest.fixture
+def influx(influx_db):
+    return influx_db[0]
+
+
+@pytest.fixture
+def db(influx_db):
+    return influx_db[1]
+
+
+MOMENT = datetime(2026, 11, 23, 10, 0, 0)
+
+
+def test_upload_is_acknowledged_and_stored_with_registry_tags(server, influx, db):
+    logger = Logger(server.port)
+    sent = logger.send(logger.packet("2011", MOMENT, {
+        "i33200": {"Rtd": "512.5", "Flag": "N"},
+        "g10201": {"Rtd": "41.2", "Flag": "N"},
+    }))
+    [ack] = logger.read(1)
+    assert (ack.cn, ack.qn, ack.st, ack.flag) == ("9014", sent.qn, "91", 4)
+    assert ack.mn == FOUNDRY_MN
+    furnace = wait_rows(influx, db, f"SELECT * FROM rtd WHERE mn = '{FOUNDRY_MN}' AND fac = 'P1'")
+    fan = wait_rows(influx, db, f"SELECT * FROM rtd WHERE mn = '{FOUNDRY_MN}' AND fac = 'T1'")
+    assert furnace[0]["i33200-Rtd"] == 512.5 and furnace[0]["i33200-Flag"] == "N"
+    assert furnace[0]["ent"] == "91320682MA1WX0001W" and furnace[0]["county"] == "如皋市"
+    assert fan[0]["g10201-Rtd"] == 41.2
+    # DataTime is Beijing time: 10:00 local is 02:00 UTC.
+    assert furnace[0]["time"] == "2026-11-23T02:00:00Z"
+
+
+def test_unmapped_factors_are_stored_not_dropped(server, influx, db):
+    logger = Logger(server.port)
+    logger.send(logger.packet("2051", MOMENT, {"w01018": {"Avg": "36.91", "Flag": "N"}}))
+    assert logger.read(1)[0].cn == "9014"
+    [row] = wait_rows(influx, db, f"SELECT * FROM minute WHERE fac = 'unmapped'")
+    assert row["w01018-Avg"] == 36.91 and row["mn"] == FOUNDRY_MN
+
+
+def test_no_ack_when_not_requested(server, influx, db):
+    logger = Logger(server.port)
+    logger.send(logger.packet("2011", MOMENT, {"i33200": {"Rtd": "1"}}, flag=4))
+    assert logger.read(1, timeout=1.0) == []
+    assert wait_rows(influx, db, "SELECT * FROM rtd")
+
+
+def test_unknown_mn_and_wrong_password_are_refused_and_not_stored(server, influx, db):
+    stranger = Logger(server.port, mn="FFFF0000000000000000FFFF", pw="000000")
+    stranger.send(stranger.packet("2011", MOMENT, {"i33200": {"Rtd": "1"}}))
+    [refusal] = stranger.read(1)
+    assert (refusal.cn, refusal.cp.params["QnRtn"]) == ("9011", "4")
+    impostor = Logger(server.port, pw="999999")
+    impostor.send(impostor.packet("2011", MOMENT, {"i33200": {"Rtd": "1"}}))
+    [refusal] = impostor.read(1)
+    assert (refusal.cn, refusal.cp.params["QnRtn"]) == ("9011", "3")
+    time.sleep(1.0)
+    assert rows(influx, db, "SELECT * FROM rtd") == []
+
+
+def test_bad_crc_is_answered_and_the_connection_carries_on(server, influx, db):
+    logger = Logger(server.port)
+    bad = logger.packet("2011", MOMENT, {"i33200": {"Rtd": "1"}})
+    frame = encode_frame(build_segment(bad))
+    logger.send_raw(frame[:-6] + (b"0000" if frame[-6:-2] != b"0000" else b"FFFF") + b"\r\n")
+    [refusal] = logger.read(1)
+    assert (refusal.cn, refusal.qn, refusal.cp.params["QnRtn"]) == ("9011", bad.qn, "9")
+    good = logger.send(logger.packet("2011", MOMENT + timedelta(minutes=1), {"i33200": {"Rtd": "2"}}))
+    [ack] = logger.read(1)
+    assert (ack.cn, ack.qn) == ("9014", good.qn)
+    stored = wait_rows(influx, db, "SELECT \"i33200-Rtd\" FROM rtd")
+    assert [r["i33200-Rtd"] for r in stored] == [2.0]
+
+
+def test_garbage_and_one_byte_chunks_do_not_lose_frames(server, influx, db):
+    logger = Logger(server.port)
+    packets = [logger.packet("2011", MOMENT + timedelta(minutes=i), {"i33200": {"Rtd": str(i)}}) for i in range(5)]
+    stream = b"\x00\xffnoise##12" + b"".join(b"garbage##" + encode_frame(build_segment(p)) for p in packets)
+    for i in range(len(stream)):
+        logger.send_raw(stream[i:i + 1])
+    acks = logger.read(5)
+    assert [a.qn for a in acks] == [p.qn for p in packets]
+    assert len(wait_rows(influx, db, "SELECT * FROM rtd", count=5)) == 5
+
+
+def test_heartbeat_and_time_calibration_are_answered(server):
+    logger = Logger(server.port, mn=COATING_MN, pw=COATING_PW)
+    heartbeat = logger.send(logger.packet("9015", flag=9, st="91"))
+    [heartbeat_ack] = logger.read(1)
+    assert (heartbeat_ack.cn, heartbeat_ack.qn) == ("9013", heartbeat.qn)
+    calibration = logger.send(logger.packet("1013", flag=9, st="44"))
+    notification_ack, set_time = logger.read(2)
+    assert (notification_ack.cn, notification_ack.qn) == ("9013", calibration.qn)
+    assert set_time.cn == "1012" and set_time.ack_required and set_time.mn == COATING_MN
+    system_time = datetime.strptime(set_time.cp.params["SystemTime"], "%Y%m%d%H%M%S")
+    beijing_now = datetime.now(ZoneInfo("Asia/Shanghai")).replace(tzinfo=None)
+    assert abs(system_time - beijing_now) < timedelta(minutes=1)
+
+
+def test_split_packet_fragments_merge_into_one_point(server, influx, db):
+    logger = Logger(server.port)
+    first = logger.packet("2011", MOMENT, {"i33200": {"Rtd": "10"}}, flag=7)
+    first.pnum, first.pno = 2, 1
+    second = logger.packet("2011", MOMENT, {"g10201": {"Rtd": "20"}, "i33201": {"Rtd": "30"}}, flag=7)
+    second.pnum, second.pno = 2, 2
+    logger.send(first)
+    logger.send(second)
+    assert {a.qn for a in logger.read(2)} == {first.qn, second.qn}
+    [furnace] = wait_rows(influx, db, "SELECT * FROM rtd WHERE fac = 'P1'")
+    assert furnace["i33200-Rtd"] == 10.0 and furnace["i33201-Rtd"] == 30.0
+
+
+def test_sessions_and_self_metrics_are_written(server, influx, db):
+    logger = Logger(server.port)
+    logger.send(logger.packet("2011", MOMENT, {"i33200": {"Rtd": "1"}}))
+    logger.read(1)
+    logger.close()
+    events = wait_rows(influx, db, f"SELECT * FROM device_event WHERE mn = '{FOUNDRY_MN}'", count=2)
+    assert [e["event"] for e in events] == ["online", "offline"]
+    assert events[0]["ent"] == "91320682MA1WX0001W"
+    metrics = wait_rows(influx, db, "SELECT last(frames_in), last(stored) FROM gkjk_ingest", timeout=10)
+    assert metrics and metrics[0]["last"] >= 1
+
+
+def test_missing_minute_records_are_requested_from_the_device(tmp_path, influx_db):
+    influx, db = influx_db
+    with ServerProcess(tmp_path / "s", influx.url, db, backfill={"grace_seconds": 0.2, "rate": 50.0}) as server:
+        logger = Logger(server.port)
+        for minutes in (0, 10, 40):
+            logger.send(logger.packet("2051", MOMENT + timedelta(minutes=minutes), {"i33200": {"Avg": "1"}}))
+        answers = logger.read(4, timeout=10)
+        requests = [a for a in answers if a.cn == "2051"]
+        assert [(r.cp.params["BeginTime"], r.cp.params["EndTime"]) for r in requests] == [
+            ("20261123102000", "20261123103000")
+        ]
+        assert requests[0].ack_required
