@@ -49,6 +49,7 @@ __all__ = [
     "InfluxRetryableError",
     "InfluxTimeoutError",
     "RetentionPolicy",
+    "duration_seconds",
     "quote_ident",
 ]
 

@@ -113,6 +113,7 @@ class DurableWriter:
         self._wake: Deferred[None] | None = None
         self._stopping = False
         self._halted = False
+        self._stop_d: Deferred[None] | None = None
 
     # -- public API ----------------------------------------------------------
 
@@ -148,9 +149,12 @@ class DurableWriter:
     def stop(self) -> Deferred[None]:
         """Sync pending submits, drain to InfluxDB for at most ``stop_timeout`` s, close the spool.
 
-        What is not drained stays in the spool for the next start.
+        What is not drained stays in the spool for the next start. Calling it
+        again returns a Deferred for the same stop.
         """
-        return Deferred.fromCoroutine(self._stop())
+        if self._stop_d is None:
+            self._stop_d = Deferred.fromCoroutine(self._stop())
+        return _settled(self._stop_d)
 
     def stats(self) -> WriterStats:
         """A snapshot of the counters with the current spool backlog."""
@@ -316,8 +320,6 @@ class DurableWriter:
     # -- stopping ------------------------------------------------------------
 
     async def _stop(self) -> None:
-        if self._stopping:
-            raise RuntimeError("writer already stopping")
         self._stopping = True
         if self._sync_d is not None:
             await _settled(self._sync_d)

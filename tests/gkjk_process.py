@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from ingest_twisted.hj212.frame import Frame, FrameDecoder, encode_frame
@@ -113,6 +113,7 @@ class Logger:
         self.decoder = FrameDecoder()
         self.received: list[Packet] = []
         self.sequence = 0
+        self.started = datetime.now().replace(microsecond=0)
 
     def close(self) -> None:
         self.sock.close()
@@ -122,7 +123,9 @@ class Logger:
         self.sequence += 1
         if isinstance(data_time, datetime):
             data_time = data_time.strftime("%Y%m%d%H%M%S")
-        qn = datetime.now().strftime("%Y%m%d%H%M%S") + f"{self.sequence % 1000:03d}"
+        # QN is YYYYMMDDhhmmsszzz; one millisecond per packet keeps it unique at any rate.
+        moment = self.started + timedelta(milliseconds=self.sequence)
+        qn = moment.strftime("%Y%m%d%H%M%S") + f"{moment.microsecond // 1000:03d}"
         return Packet(qn=qn, st=st, cn=cn, pw=self.pw, mn=self.mn, flag=flag, pnum=None, pno=None,
                       cp=CP(data_time=data_time, factors=factors or {}, params=params), extra={})
 
@@ -149,3 +152,92 @@ class Logger:
                     self.received.append(parse_segment(event.segment))
         taken, self.received = self.received, []
         return taken
+
+
+class ResendingLogger:
+    """A data logger that keeps every upload until acknowledged and re-sends after reconnecting, as real ones do."""
+
+    def __init__(self, port: int, mn: str = FOUNDRY_MN, pw: str = FOUNDRY_PW) -> None:
+        self.port, self.mn, self.pw = port, mn, pw
+        self.unacked: dict[str, bytes] = {}
+        self.acked: set[str] = set()
+        self.sent_times: dict[str, str] = {}
+        self.logger: Logger | None = None
+        self.reconnects = 0
+        self.sequence = 0
+        self.started = datetime.now().replace(microsecond=0)
+
+    def _connection(self, timeout: float = 60.0) -> Logger:
+        deadline = time.monotonic() + timeout
+        while self.logger is None:
+            try:
+                self.logger = Logger(self.port, self.mn, self.pw)
+                # QNs stay unique across connections, as on a real logger.
+                self.logger.sequence, self.logger.started = self.sequence, self.started
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+                continue
+            self.reconnects += 1
+            for frame in list(self.unacked.values()):
+                self.logger.send_raw(frame)
+        return self.logger
+
+    def _drop(self) -> None:
+        if self.logger is not None:
+            self.logger.close()
+        self.logger = None
+
+    def upload(self, data_time: datetime, factors: dict) -> None:
+        logger = self._connection()
+        packet = logger.packet("2011", data_time, factors)
+        self.sequence = logger.sequence
+        frame = encode_frame(build_segment(packet))
+        self.unacked[packet.qn] = frame
+        self.sent_times[packet.qn] = packet.cp.data_time
+        try:
+            logger.send_raw(frame)
+        except OSError:
+            self._drop()
+
+    def collect(self, timeout: float = 0.0) -> None:
+        """Take the acknowledgements that have arrived (waiting up to `timeout`)."""
+        if self.logger is None:
+            return
+        try:
+            answers = self.logger.read(count=len(self.unacked), timeout=timeout) if self.unacked else []
+        except OSError:
+            answers = []
+            self._drop()
+        else:
+            if timeout and len(answers) < len(self.unacked) and not self._alive():
+                self._drop()
+        for answer in answers:
+            if answer.cn == "9014" and answer.qn in self.unacked:
+                del self.unacked[answer.qn]
+                self.acked.add(answer.qn)
+
+    def _alive(self) -> bool:
+        try:
+            self.logger.sock.setblocking(False)
+            try:
+                return self.logger.sock.recv(1, socket.MSG_PEEK) != b""
+            except BlockingIOError:
+                return True
+        except OSError:
+            return False
+        finally:
+            if self.logger is not None:
+                self.logger.sock.setblocking(True)
+
+    def drain(self, timeout: float = 60.0) -> None:
+        """Keep reconnecting and re-sending until everything is acknowledged."""
+        deadline = time.monotonic() + timeout
+        while self.unacked and time.monotonic() < deadline:
+            self._connection()
+            self.collect(timeout=1.0)
+            if self.unacked and self.logger is not None and not self._alive():
+                self._drop()
+        if self.unacked:
+            raise AssertionError(f"{len(self.unacked)} uploads never acknowledged")
