@@ -72,7 +72,9 @@ _CONNECTION_ERRORS = (
     RequestTransmissionFailed,
 )
 _DURATION = re.compile(r"(\d+)(ns|us|µs|u|ms|s|m|h|d|w)")
-_DURATION_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "u": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION_SECONDS = {
+    "ns": 1e-9, "us": 1e-6, "µs": 1e-6, "u": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800
+}
 
 
 class InfluxError(Exception):

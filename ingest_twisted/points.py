@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import math
+import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from gkjk.registry import Registry
 from ingest_twisted.hj212.packet import Packet
-from ingest_twisted.lineprotocol import point
+from ingest_twisted.lineprotocol import escape_key, escape_measurement, escape_string, escape_tag_value
 
 #: Measurement per data command; other CNs carrying factors go to ``cn<code>``.
 MEASUREMENTS = {
@@ -46,11 +47,19 @@ class Conversion:
 
 
 class PointBuilder:
-    """Builds the lines of one packet, with tags from the site registry."""
+    """Builds the lines of one packet, with tags from the site registry.
+
+    This runs for every packet (tens of thousands per second), so it writes line
+    protocol directly: the ``measurement,tags`` prefix of each (device, facility)
+    and every escaped field key are cached, and numbers already in plain decimal
+    form are copied through instead of being parsed and re-printed.
+    """
 
     def __init__(self, timezone: str) -> None:
         self._zone = ZoneInfo(timezone)
         self._time_cache: dict[str, int | None] = {}
+        self._prefixes: dict[tuple[str, str, str], str] = {}
+        self._prefix_registry: Registry | None = None
 
     def data_time_ns(self, text: str | None) -> int | None:
         """DataTime (local wall time, ``YYYYMMDDhhmmss``) as UTC epoch nanoseconds, or None if unreadable."""
@@ -74,47 +83,78 @@ class PointBuilder:
         self._time_cache[text] = value
         return value
 
+    def _prefix(self, registry: Registry, measurement: str, mn: str, facility: str) -> str:
+        """``measurement,county=..,ent=..,fac=..,mn=..`` (tags sorted, escaped), cached per registry version."""
+        if registry is not self._prefix_registry:
+            self._prefixes.clear()
+            self._prefix_registry = registry
+        key = (measurement, mn, facility)
+        prefix = self._prefixes.get(key)
+        if prefix is None:
+            tags = {"mn": mn, "fac": facility}
+            device = registry.device(mn)
+            if device is not None:
+                tags["ent"] = device.enterprise.id
+                tags["county"] = device.enterprise.county
+            prefix = escape_measurement(measurement) + "".join(
+                f",{escape_key(tag)}={escape_tag_value(tags[tag])}" for tag in sorted(tags)
+            )
+            if len(self._prefixes) > 200_000:
+                self._prefixes.clear()
+            self._prefixes[key] = prefix
+        return prefix
+
     def convert(self, packet: Packet, registry: Registry, received_ns: int) -> Conversion:
         measurement = MEASUREMENTS.get(packet.cn) or f"cn{packet.cn}"
-        device = registry.device(packet.mn)
-        base_tags = {"mn": packet.mn.upper()}
-        if device is not None:
-            base_tags["ent"] = device.enterprise.id
-            base_tags["county"] = device.enterprise.county
+        mn = packet.mn.upper()
         timestamp = self.data_time_ns(packet.cp.data_time)
         result = Conversion(lines=[], missing_data_time=timestamp is None)
         if timestamp is None:
             timestamp = received_ns
 
-        by_facility: dict[str, dict[str, float | str]] = {}
+        by_facility: dict[str, list[str]] = {}
         for items in (packet.cp.factors, packet.cp.devices):
             for code, values in items.items():
-                ref = registry.point(packet.mn, code)
+                ref = registry.point(mn, code)
                 if ref is None:
                     facility = UNMAPPED
                     result.unmapped_factors += 1
                 else:
                     facility = ref.facility.id
-                fields = by_facility.setdefault(facility, {})
+                fields = by_facility.get(facility)
+                if fields is None:
+                    fields = by_facility[facility] = []
                 for suffix, raw in values.items():
                     key = f"{code}-{suffix}"
                     if suffix in NUMERIC_SUFFIXES:
-                        number = _finite_float(raw)
+                        number = _line_protocol_number(raw)
                         if number is not None:
-                            fields[key] = number
+                            fields.append(f"{escape_key(key)}={number}")
                             continue
                         result.bad_values += 1
                         key += "_text"
-                    fields[key] = raw
+                    fields.append(f"{escape_key(key)}={escape_string(raw)}")
         if packet.cp.params:
-            fields = by_facility.setdefault(UNMAPPED, {})
+            fields = by_facility.setdefault(UNMAPPED, [])
             for key, raw in packet.cp.params.items():
-                fields[key] = raw
+                fields.append(f"{escape_key(key)}={escape_string(raw)}")
 
         for facility, fields in by_facility.items():
             if fields:
-                result.lines.append(point(measurement, {**base_tags, "fac": facility}, fields, timestamp))
+                line = f"{self._prefix(registry, measurement, mn, facility)} {','.join(fields)} {timestamp}"
+                result.lines.append(line.encode())
         return result
+
+
+_PLAIN_DECIMAL = re.compile(r"-?[0-9]{1,20}(?:\.[0-9]{1,20})?").fullmatch
+
+
+def _line_protocol_number(text: str) -> str | None:
+    """`text` as a line-protocol float: copied when it is plain decimal, else re-printed; None if not finite."""
+    if _PLAIN_DECIMAL(text):
+        return text
+    value = _finite_float(text)
+    return None if value is None else repr(value)
 
 
 def _finite_float(text: str) -> float | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import sys
@@ -29,6 +30,13 @@ RESTART_DELAY = 1.0
 
 def _start_logging() -> None:
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
+
+
+def _raise_open_file_limit() -> None:
+    """Each device connection is a file descriptor: allow as many as the hard limit does."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def status_line(config: Config, previous: dict | None) -> tuple[str, dict]:
@@ -83,6 +91,7 @@ def run_worker(config: Config, index: int, listen_fd: int | None, status: bool =
     from ingest_twisted.server import Worker
 
     _start_logging()
+    _raise_open_file_limit()
     worker = Worker(config, reactor, index=index, listen_fd=listen_fd)
     worker.start()
     reactor.addSystemEventTrigger("before", "shutdown", worker.stop)

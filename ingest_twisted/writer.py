@@ -23,7 +23,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.task import deferLater
@@ -41,7 +41,6 @@ from ingest_twisted.spool import Spool, SpoolError
 __all__ = ["DurableWriter", "WriterStats", "WriterStoppedError"]
 
 log = Logger()
-T = TypeVar("T")
 
 
 class WriterStoppedError(Exception):
@@ -121,7 +120,8 @@ class DurableWriter:
         """Append lines (no trailing newline each); fires None once they are fsync'd in the spool.
 
         Fails (without acknowledging anything) with SpoolError/SpoolFullError
-        when the spool cannot take them, or WriterStoppedError after stop().
+        when the spool cannot take them, ValueError for an empty line, or
+        WriterStoppedError after stop().
         """
         if self._stopping:
             return fail(WriterStoppedError("writer is stopping"))
@@ -129,7 +129,7 @@ class DurableWriter:
             return succeed(None)
         try:
             self._spool.append(lines)
-        except SpoolError as exc:
+        except (SpoolError, ValueError) as exc:  # ValueError: an empty line
             return fail(exc)
         self._stats.submitted_lines += len(lines)
         self._waiting_lines += len(lines)
@@ -150,10 +150,11 @@ class DurableWriter:
         """Sync pending submits, drain to InfluxDB for at most ``stop_timeout`` s, close the spool.
 
         What is not drained stays in the spool for the next start. Calling it
-        again returns a Deferred for the same stop.
+        again returns a Deferred firing None when that first stop is done.
         """
         if self._stop_d is None:
             self._stop_d = Deferred.fromCoroutine(self._stop())
+            return self._stop_d
         return _settled(self._stop_d)
 
     def stats(self) -> WriterStats:

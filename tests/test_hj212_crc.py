@@ -57,7 +57,7 @@ def test_edge_lengths():
         assert hj212_crc(data) == reference_crc(data), size
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=3000))
 def test_equals_the_standard_loop(data):
     assert hj212_crc(data) == reference_crc(data)

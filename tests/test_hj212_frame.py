@@ -237,7 +237,8 @@ def test_a_frame_that_never_ends_is_dropped_at_the_cap():
     assert skipped == len(stream)
 
 
-@settings(max_examples=300)
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=3000), st.integers(min_value=1, max_value=64))
 def test_any_bytes_any_chunking_never_raise_and_stay_bounded(data, size):
     decoder = FrameDecoder(max_segment=256)
@@ -252,7 +253,7 @@ SEGMENT_TEXT = st.text(
 )
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(
     st.lists(st.tuples(st.binary(max_size=20).map(lambda b: b.replace(b"#", b"")), SEGMENT_TEXT), max_size=6),
     st.integers(min_value=1, max_value=50),

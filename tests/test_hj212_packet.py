@@ -286,7 +286,7 @@ def packets(draw):
     )
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 @given(packets(), st.integers(min_value=1, max_value=97))
 def test_round_trip_build_frame_decode_parse(packet, chunk):
     raw = encode_frame(build_segment(packet))
@@ -324,19 +324,22 @@ def parse_or_error(data):
     return packet
 
 
-@settings(max_examples=500)
+@pytest.mark.slow
+@settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=400))
 def test_any_bytes_raise_only_packet_error(data):
     parse_or_error(data)
 
 
-@settings(max_examples=300)
+@pytest.mark.slow
+@settings(max_examples=300, deadline=None)
 @given(st.text(max_size=300))
 def test_any_text_raises_only_packet_error(text):
     parse_or_error(text)
 
 
-@settings(max_examples=500)
+@pytest.mark.slow
+@settings(max_examples=500, deadline=None)
 @given(packets(), st.lists(st.tuples(st.integers(0, 2), st.integers(0, 10_000), st.integers(0, 255)), max_size=8))
 def test_mutated_segments_raise_only_packet_error(packet, edits):
     data = mutate(build_segment(packet).encode("utf-8"), edits)
@@ -417,6 +420,7 @@ def test_backfill_request():
                                  "2019")
 
 
+@settings(deadline=None)
 @given(packets())
 def test_replies_of_any_packet_build(packet):
     assume(packet.mn)

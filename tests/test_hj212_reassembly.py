@@ -95,7 +95,7 @@ def test_split_upload_end_to_end():
     assert results[2].cp.factors == factors
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(
     st.dictionaries(st.from_regex(r"[aw][0-9]{5}", fullmatch=True), st.just({"Avg": "1"}), min_size=1, max_size=40),
     st.integers(min_value=1, max_value=8),

@@ -37,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from .crc import format_crc, hj212_crc
+from .crc import hj212_crc
 
 __all__ = ["MAX_LENGTH_FIELD", "Frame", "FrameDecoder", "FrameEvent", "Garbage", "encode_frame"]
 
@@ -57,7 +57,7 @@ def encode_frame(segment: str | bytes) -> bytes:
     data = segment.encode("utf-8") if isinstance(segment, str) else bytes(segment)
     if len(data) > MAX_LENGTH_FIELD:
         raise ValueError(f"data segment of {len(data)} bytes does not fit the 4-digit length field")
-    return b"##%04d%b%b\r\n" % (len(data), data, format_crc(hj212_crc(data)).encode("ascii"))
+    return b"##%04d%b%04X\r\n" % (len(data), data, hj212_crc(data))
 
 
 @dataclass(frozen=True, slots=True)

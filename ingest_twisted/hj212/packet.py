@@ -178,17 +178,18 @@ def _find_cp(text: str) -> int:
     return at
 
 
-def _split_cp(rest: str) -> tuple[str, str]:
-    """Split what follows ``CP=`` into (CP body, text after the closing ``&&``)."""
-    rest = rest.lstrip()
-    if not rest.startswith("&&"):
-        rest = rest.rstrip()
-        return (rest[:-2] if rest.endswith("&&") else rest), ""
-    rest = rest[2:]
-    close = rest.rfind("&&")
+def _split_cp(text: str, at: int) -> tuple[str, str]:
+    """Split what follows ``CP=`` at ``at`` into (CP body, text after the closing ``&&``)."""
+    if not text.startswith("&&", at):
+        rest = text[at:].strip()
+        if not rest.startswith("&&"):
+            return (rest[:-2] if rest.endswith("&&") else rest), ""
+        text, at = rest, 0
+    close = text.rfind("&&", at + 2)
     if close < 0:
-        return rest, ""
-    return rest[:close], rest[close + 2:].strip(" \t\r\n\x00;,")
+        return text[at + 2:], ""
+    tail = text[close + 2:]
+    return text[at + 2:close], tail.strip(" \t\r\n\x00;,") if tail else ""
 
 
 def parse_cp(body: str) -> CP:
@@ -246,7 +247,7 @@ def parse_segment(segment: bytes | str) -> Packet:
     at = _find_cp(text)
     if at < 0:
         raise PacketError("no_cp", "no CP= field")
-    body, tail = _split_cp(text[at + 3:])
+    body, tail = _split_cp(text, at + 3)
     head = text[:at] + ";" + tail if tail else text[:at]
     if "," in head:
         head = head.replace(",", ";")
@@ -321,7 +322,7 @@ def _check_token(what: str, value: str, *, empty: bool = False) -> str:
         or (not value and not empty)
         or not value.isprintable()
         or value != value.strip()
-        or any(c in value for c in ";,=&")
+        or ";" in value or "," in value or "=" in value or "&" in value
     ):
         raise ValueError(f"{what} {value!r} cannot be written into a segment")
     return value
@@ -333,7 +334,7 @@ def _check_value(what: str, value: str) -> str:
         not isinstance(value, str)
         or not value.isprintable()
         or value != value.strip()
-        or any(c in value for c in ";,&")
+        or ";" in value or "," in value or "&" in value
     ):
         raise ValueError(f"{what} {value!r} cannot be written into a CP")
     return value
@@ -391,8 +392,8 @@ def build_segment(packet: Packet) -> str:
         parts.append(f"QN={_check_token('QN', packet.qn)}")
     if packet.st is not None:
         parts.append(f"ST={_check_token('ST', packet.st)}")
-    if not (isinstance(packet.cn, str) and packet.cn.isascii() and packet.cn.isdigit()):
-        raise ValueError(f"CN {packet.cn!r} must be digits")
+    if not (isinstance(packet.cn, str) and len(packet.cn) <= 8 and packet.cn.isascii() and packet.cn.isdigit()):
+        raise ValueError(f"CN {packet.cn!r} must be 1 to 8 digits")
     parts.append(f"CN={packet.cn}")
     if packet.pw is not None:
         parts.append(f"PW={_check_token('PW', packet.pw)}")

@@ -29,7 +29,7 @@ from functools import lru_cache
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from .crc import format_crc, hj212_crc
+from .crc import hj212_crc
 from .frame import Frame
 
 __all__ = [
@@ -170,7 +170,7 @@ def encode_encrypted_frame(segment: bytes | str, key: bytes | str) -> bytes:
     wire = encrypt_segment(plain, key)
     if len(wire) > 9999:
         raise ValueError(f"encrypted segment of {len(wire)} bytes does not fit the length field")
-    return b"##%04d%b%b\r\n" % (len(wire), wire, format_crc(hj212_crc(plain)).encode("ascii"))
+    return b"##%04d%b%04X\r\n" % (len(wire), wire, hj212_crc(plain))
 
 
 def decrypt_frame(frame: Frame, key: bytes | str) -> tuple[bytes, bool]:

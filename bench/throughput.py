@@ -1,0 +1,180 @@
+"""End-to-end ingest throughput and ack latency, against the raw InfluxDB ceiling measured in the same run.
+
+Everything runs on this machine: a fresh InfluxDB (Debian's influxd), `gkjk serve`,
+and load generators (bench/loadgen.py) playing devices over real TCP. Each upload
+is a 2011 packet of 10 factors with A=1; the server acknowledges after the spool
+fsync and writes one point per packet to InfluxDB.
+
+1. Ceiling: bulk line-protocol POSTs of the same points straight to InfluxDB.
+2. Full load: load generators as fast as acknowledgements come back; the
+   sustained rate counts until every acknowledged record is in InfluxDB.
+3. Half load: the same at half the sustained rate, for the ack latency.
+
+    python bench/throughput.py [--seconds 20] [--workers 2] [--devices 1000]
+
+Prints the figures and writes them to docs/benchmarks.md (section "Ingest throughput").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
+
+from gkjk import uscc  # noqa: E402
+from gkjk_process import ServerProcess  # noqa: E402
+from influx_server import InfluxServer  # noqa: E402
+from loadgen import FACTORS  # noqa: E402
+from report import write_section  # noqa: E402
+
+DATABASE = "bench"
+
+
+def write_registry(directory: Path, devices: int, per_enterprise: int = 20) -> list[dict]:
+    """Enterprises with `per_enterprise` meters each; every meter's 10 factors measure one facility."""
+    directory.mkdir(parents=True, exist_ok=True)
+    listed = []
+    for e in range(devices // per_enterprise):
+        body = f"91320682MA{e:07d}"
+        lines = [
+            f"id: {body}{uscc.check_digit(body)}",
+            f"name: 如皋市压测企业{e}有限公司",
+            "county: 如皋市", "town: 如城街道", "industry: 通用",
+            "location: {lat: 32.38, lon: 120.56}",
+            "facilities:", "  production:",
+        ]
+        lines += [f"    - {{id: P{d}, name: 生产线{d}, kind: other}}" for d in range(per_enterprise)]
+        lines.append("devices:")
+        for d in range(per_enterprise):
+            mn = f"BE{e:010d}{d:012d}"
+            listed.append({"mn": mn, "pw": "123456"})
+            lines += [f"  - mn: {mn}", '    pw: "123456"', "    protocol: hj212-2017", "    points:"]
+            lines += [f"      - {{factor: {code}, facility: P{d}, quantity: current}}" for code in FACTORS]
+        (directory / f"bench-{e:05d}.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return listed
+
+
+def influx_ceiling(influx: InfluxServer, seconds: float, threads: int = 2, batch: int = 5000) -> float:
+    """Points/s that InfluxDB takes from bulk POSTs of points shaped like the server's."""
+    influx.query('CREATE DATABASE "ceiling"')
+    fields = ",".join(f"{code}-Rtd={n}.5,{code}-Flag=\"N\"" for n, code in enumerate(FACTORS))
+    base = 1_767_225_600 * 10**9
+    bodies = []
+    for b in range(threads * 40):
+        lines = [
+            f"rtd,county=如皋市,ent=91320682MA000000{b % 10},fac=P{i % 20},mn=BE{b:010d}{i % 20:012d} {fields} "
+            f"{base + (b * batch + i) * 10**9}"
+            for i in range(batch)
+        ]
+        bodies.append("\n".join(lines).encode())
+    written = [0] * threads
+    deadline = time.monotonic() + seconds
+
+    def post(index: int) -> None:
+        i = index
+        while time.monotonic() < deadline:
+            influx.write(bodies[i % len(bodies)], db="ceiling")
+            written[index] += batch
+            i += threads
+
+    started = time.monotonic()
+    workers = [threading.Thread(target=post, args=(i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return sum(written) / (time.monotonic() - started)
+
+
+def run_load(port: int, devices_file: Path, processes: int, connections: int, seconds: float, rate: float) -> list[dict]:
+    commands = [
+        [sys.executable, str(ROOT / "bench" / "loadgen.py"), "--port", str(port), "--devices", str(devices_file),
+         "--offset", str(p * connections), "--connections", str(connections), "--seconds", str(seconds),
+         "--rate", str(rate / processes)]
+        for p in range(processes)
+    ]
+    running = [subprocess.Popen(c, stdout=subprocess.PIPE, text=True) for c in commands]
+    return [json.loads(p.communicate()[0]) for p in running]
+
+
+def wait_stored(influx: InfluxServer, expected: int, timeout: float = 300.0) -> float:
+    """Seconds until InfluxDB holds `expected` points in rtd."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if influx.count(DATABASE, "rtd", '"i33200-Rtd"') >= expected:
+            return time.monotonic() - started
+        time.sleep(0.5)
+    raise RuntimeError(f"InfluxDB did not reach {expected} points in {timeout} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--devices", type=int, default=1000)
+    parser.add_argument("--loadgens", type=int, default=2)
+    parser.add_argument("--no-report", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="gkjk-bench-") as tmp, InfluxServer(Path(tmp) / "influx") as influx:
+        tmp = Path(tmp)
+        ceiling = influx_ceiling(influx, seconds=10)
+        print(f"InfluxDB ceiling: {ceiling:,.0f} points/s", flush=True)
+        devices = write_registry(tmp / "registry", args.devices)
+        devices_file = tmp / "devices.json"
+        devices_file.write_text(json.dumps(devices))
+        influx.query(f'CREATE DATABASE "{DATABASE}"')
+        server = ServerProcess(
+            tmp / "server", influx.url, DATABASE, registry=tmp / "registry",
+            ingest={"workers": args.workers, "max_connections_per_ip": 100000},
+            metrics={"interval": 10.0}, backfill={"enabled": False},
+        )
+        server.start()
+        try:
+            per_process = args.devices // (2 * args.loadgens)
+            full = run_load(server.port, devices_file, args.loadgens, per_process, args.seconds, rate=0)
+            acked = sum(r["acked"] for r in full)
+            acked_rate = sum(r["acked_in_time"] for r in full) / max(r["seconds"] for r in full)
+            drain = wait_stored(influx, acked)
+            sustained = acked / (max(r["seconds"] for r in full) + drain)
+            print(f"full load: acked {acked_rate:,.0f}/s; all {acked:,} in InfluxDB after a further {drain:.1f} s:"
+                  f" sustained {sustained:,.0f} packets/s", flush=True)
+            half_rate = sustained / 2
+            half = run_load(server.port, devices_file, args.loadgens, per_process, args.seconds, rate=half_rate)
+            half_acked = sum(r["acked_in_time"] for r in half) / max(r["seconds"] for r in half)
+            p99 = max(r["ack_p99_ms"] for r in half)
+            p50 = max(r["ack_p50_ms"] for r in half)
+            print(f"half load: offered {half_rate:,.0f}/s, acked {half_acked:,.0f}/s, ack p50 {p50:.1f} ms,"
+                  f" p99 {p99:.1f} ms", flush=True)
+        finally:
+            server.stop()
+
+    ratio = sustained / ceiling
+    print(f"ratio to the InfluxDB ceiling: {ratio:.0%}")
+    if not args.no_report:
+        write_section("Ingest throughput", f"""\
+`python bench/throughput.py --seconds {args.seconds:g} --workers {args.workers} --devices {args.devices}`:
+{args.devices} devices over real TCP, 2011 packets of 10 factors with A=1, `gkjk serve` with
+{args.workers} worker(s), InfluxDB 1.6 and {args.loadgens} load-generator processes all on this 2-core machine.
+
+| figure | value |
+|---|---|
+| InfluxDB ceiling (bulk POSTs of 5,000 equal points, 2 threads) | {ceiling:,.0f} points/s |
+| full load: acknowledged while sending | {acked_rate:,.0f} packets/s |
+| full load: sustained until every acknowledged record was in InfluxDB | {sustained:,.0f} packets/s |
+| ratio sustained / ceiling | {ratio:.0%} |
+| half load ({half_rate:,.0f}/s offered): acknowledged | {half_acked:,.0f} packets/s |
+| half load: ack latency p50 / p99 | {p50:.1f} ms / {p99:.1f} ms |
+""")
+
+
+if __name__ == "__main__":
+    main()
