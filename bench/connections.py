@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 from gkjk_process import ServerProcess  # noqa: E402
-from influx_server import InfluxServer  # noqa: E402
+from gkjk.influxd import InfluxServer  # noqa: E402
 from loadgen import build_frames  # noqa: E402
 from report import write_section  # noqa: E402
 from throughput import write_registry  # noqa: E402

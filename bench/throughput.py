@@ -31,7 +31,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 from gkjk import uscc  # noqa: E402
 from gkjk_process import ServerProcess  # noqa: E402
-from influx_server import InfluxServer  # noqa: E402
+from gkjk.influxd import InfluxServer  # noqa: E402
 from loadgen import FACTORS  # noqa: E402
 from report import write_section  # noqa: E402
 

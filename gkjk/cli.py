@@ -17,15 +17,19 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
+    from gkjk.registry import RegistryError
     from ingest_twisted import supervisor
 
     config = _config(args)
-    if args.worker is not None:
-        supervisor.run_worker(config, args.worker, args.listen_fd, status=args.status)
-    elif config.ingest.workers == 1:
-        supervisor.run_worker(config, 0, None, status=args.status)
-    else:
-        supervisor.run_supervisor(config, args.config, status=args.status)
+    try:
+        if args.worker is not None:
+            supervisor.run_worker(config, args.worker, reuse_port=True, status=args.status)
+        elif config.ingest.workers == 1:
+            supervisor.run_worker(config, 0, reuse_port=False, status=args.status)
+        else:
+            supervisor.run_supervisor(config, args.config, status=args.status)
+    except RegistryError as error:
+        sys.exit(f"gkjk: site registry error: {error}")
 
 
 def cmd_status(args: argparse.Namespace) -> None:
@@ -51,6 +55,12 @@ def cmd_registry_check(args: argparse.Namespace) -> None:
     print(f"{args.path}: {len(registry.enterprises)} enterprises, {devices} devices: valid")
 
 
+def cmd_influxd(args: argparse.Namespace) -> None:
+    from gkjk.influxd import serve
+
+    serve(Path(args.dir), args.port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gkjk", description="Enterprise working-condition monitoring platform")
     common = argparse.ArgumentParser(add_help=False)
@@ -60,7 +70,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", parents=[common], help="run the HJ 212 ingest server")
     serve.add_argument("--status", action="store_true", help="print a line of figures every few seconds")
     serve.add_argument("--worker", type=int, help=argparse.SUPPRESS)
-    serve.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
     serve.set_defaults(func=cmd_serve)
 
     status = commands.add_parser("status", parents=[common], help="print the running server's figures once")
@@ -71,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(simulate)
     simulate.set_defaults(func=cmd_simulate)
+
+    influxd = commands.add_parser("influxd", help="run a local InfluxDB (Debian's influxd) with data in a directory")
+    influxd.add_argument("--dir", default="var/influxdb", help="data and config directory (default var/influxdb)")
+    influxd.add_argument("--port", type=int, default=8086, help="HTTP port on 127.0.0.1 (default 8086)")
+    influxd.set_defaults(func=cmd_influxd)
 
     registry = commands.add_parser("registry", help="site registry tools")
     registry_commands = registry.add_subparsers(dest="registry_command", required=True)

@@ -9,6 +9,7 @@ calibration, heartbeat acknowledgements).
 
 from __future__ import annotations
 
+import re
 import time
 from typing import TYPE_CHECKING
 
@@ -17,12 +18,14 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
-from ingest_twisted.hj212 import replies
+from ingest_twisted.hj212 import replies, sm4
 from ingest_twisted.hj212.frame import Frame, FrameDecoder, Garbage, encode_frame
 from ingest_twisted.hj212.packet import Packet, PacketError, build_segment, parse_segment
 
 if TYPE_CHECKING:
     from ingest_twisted.server import IngestFactory
+
+_MN = re.compile(rb"MN=([0-9A-Za-z]{1,32})")
 
 #: QnRtn codes of the standard's request-answer table.
 QNRTN_REFUSED = 2
@@ -122,8 +125,15 @@ class DataLoggerProtocol(HJ212Receiver, TimeoutMixin):
     def handle_frame(self, frame: Frame) -> None:
         stats = self.factory.stats
         stats.frames_in += 1
+        crc_ok = frame.crc_ok
         try:
-            packet = parse_segment(frame.segment)
+            try:
+                packet = parse_segment(frame.segment)
+            except PacketError as error:
+                if error.kind != "encrypted_cp":
+                    raise
+                segment, crc_ok = self.decrypt(frame)
+                packet = parse_segment(segment)
         except PacketError as error:
             stats.count_error(f"packet_{error.kind}")
             self.factory.log_error(
@@ -131,7 +141,7 @@ class DataLoggerProtocol(HJ212Receiver, TimeoutMixin):
                 peer=self.peer, kind=error.kind, message=error.message, raw=frame.raw[:200],
             )
             return
-        if not frame.crc_ok:
+        if not crc_ok:
             stats.count_error("crc")
             self.factory.log_error("crc", "{peer}: CRC mismatch, MN {mn} QN {qn}", peer=self.peer, mn=packet.mn, qn=packet.qn)
             self.refuse(packet, QNRTN_BAD_CRC)
@@ -147,6 +157,17 @@ class DataLoggerProtocol(HJ212Receiver, TimeoutMixin):
             self.factory.device_online(mn, self)
         self.factory.sessions_seen(mn)
         self.dispatch(packet)
+
+    def decrypt(self, frame: Frame) -> tuple[bytes, bool]:
+        """HJ 212-2025 SM4: decrypt CP with the key the registry holds for the packet's MN."""
+        match = _MN.search(frame.segment)
+        ref = self.factory.registry.current.device(match.group(1).decode("ascii", "replace")) if match else None
+        if ref is None or not ref.device.sm4_key:
+            raise PacketError("encrypted_cp", "CP is SM4-encrypted and the registry has no key for this MN")
+        try:
+            return sm4.decrypt_frame(frame, ref.device.sm4_key)
+        except sm4.SM4Error as error:
+            raise PacketError("sm4", str(error)) from None
 
     def dispatch(self, packet: Packet) -> None:
         cn = packet.cn

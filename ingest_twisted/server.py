@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from twisted.internet import defer
 from twisted.internet.protocol import ServerFactory
-from twisted.internet.task import LoopingCall
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
 from gkjk.config import Config, IngestConfig
@@ -52,6 +52,7 @@ class IngestFactory(ServerFactory):
         self.builder = PointBuilder(config.timezone)
         self.zone = ZoneInfo(config.timezone)
         self.backfill = backfill or Backfill(clock=clock, enabled=False)
+        self.protocols: set[DataLoggerProtocol] = set()
         self.sessions: dict[str, DataLoggerProtocol] = {}
         self.last_seen: dict[str, float] = {}
         self._per_ip: dict[str, int] = {}
@@ -74,9 +75,11 @@ class IngestFactory(ServerFactory):
         self._per_ip[host] = self._per_ip.get(host, 0) + 1
         protocol = DataLoggerProtocol(self)
         protocol.host = host
+        self.protocols.add(protocol)
         return protocol
 
     def connection_closed(self, protocol: DataLoggerProtocol) -> None:
+        self.protocols.discard(protocol)
         host = protocol.host
         left = self._per_ip.get(host, 1) - 1
         if left > 0:
@@ -121,7 +124,9 @@ class IngestFactory(ServerFactory):
         if ref is not None:
             tags["ent"] = ref.enterprise.id
             tags["county"] = ref.enterprise.county
-        self.writer.submit([point("device_event", tags, {"peer": peer, "reason": reason}, time.time_ns())])
+        stored = self.writer.submit([point("device_event", tags, {"peer": peer, "reason": reason}, time.time_ns())])
+        stored.addErrback(lambda failure: log.warn("event {event} of MN {mn} not stored: {why}",
+                                                   event=event, mn=mn, why=failure.getErrorMessage()))
 
     def local_now(self) -> datetime:
         return datetime.fromtimestamp(self.clock.seconds(), self.zone)
@@ -154,6 +159,17 @@ class IngestFactory(ServerFactory):
         log.warn(format, **fields)
 
 
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A listening socket that other workers bind too (SO_REUSEPORT): the kernel spreads connections evenly."""
+    listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    listening.bind((host, port))
+    listening.listen(4096)
+    listening.setblocking(False)
+    return listening
+
+
 def influx_client(config: Config, reactor) -> InfluxClient:
     influx = config.influx
     return InfluxClient(
@@ -173,11 +189,11 @@ def influx_client(config: Config, reactor) -> InfluxClient:
 class Worker:
     """One serving process: registry, writer, factory, listening port, metrics."""
 
-    def __init__(self, config: Config, reactor, index: int = 0, listen_fd: int | None = None) -> None:
+    def __init__(self, config: Config, reactor, index: int = 0, reuse_port: bool = False) -> None:
         self.config = config
         self.reactor = reactor
         self.index = index
-        self.listen_fd = listen_fd
+        self.reuse_port = reuse_port
         self.registry = RegistryHolder(Path(config.registry.path))
         spool_dir = Path(config.spool.path) / f"worker-{index}"
         self.status_path = Path(config.spool.path) / f"status-{index}.json"
@@ -214,12 +230,14 @@ class Worker:
 
     def start(self) -> None:
         self.writer.start()
-        if self.listen_fd is None:
+        if self.reuse_port:
+            listening = reuse_port_socket(self.config.ingest.host, self.config.ingest.port)
+            self.port = self.reactor.adoptStreamPort(listening.fileno(), socket.AF_INET, self.factory)
+            listening.close()  # the port holds its own duplicate
+        else:
             self.port = self.reactor.listenTCP(
                 self.config.ingest.port, self.factory, backlog=4096, interface=self.config.ingest.host
             )
-        else:
-            self.port = self.reactor.adoptStreamPort(self.listen_fd, socket.AF_INET, self.factory)
         for loop, interval in self._loops:
             loop.clock = self.reactor
             loop.start(interval, now=False)
@@ -257,7 +275,12 @@ class Worker:
         self.factory.backfill.stop()
         if self.port is not None:
             yield self.port.stopListening()
-        for protocol in list(self.factory.sessions.values()):
+        for protocol in list(self.factory.protocols):
             protocol.transport.loseConnection()
+        # Let the connections close, so their offline events are written before the writer stops.
+        for _ in range(50):
+            if not self.factory.protocols:
+                break
+            yield deferLater(self.reactor, 0.05, lambda: None)
         yield self.writer.stop()
         self.write_status()

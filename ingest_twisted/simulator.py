@@ -29,7 +29,7 @@ from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 
 from gkjk.config import Config
 from gkjk.registry import Device, Enterprise, load_registry
-from ingest_twisted.hj212 import replies
+from ingest_twisted.hj212 import replies, sm4
 from ingest_twisted.hj212.frame import Frame, encode_frame
 from ingest_twisted.hj212.packet import CP, Packet, PacketError, build_segment, parse_segment
 from ingest_twisted.protocol import HJ212Receiver
@@ -229,7 +229,9 @@ class SimulatedDevice:
             window.add(values)
 
     def upload(self, packet: Packet) -> None:
-        frame = encode_frame(build_segment(packet))
+        segment = build_segment(packet)
+        key = self.device.sm4_key
+        frame = sm4.encode_encrypted_frame(segment, key) if key else encode_frame(segment)
         self.unacked[packet.qn] = frame
         if len(self.unacked) > STORE_LIMIT:
             self.unacked.popitem(last=False)

@@ -1,9 +1,9 @@
 """Process management for `gkjk serve`: one worker in-process, or a supervisor with N workers.
 
-With several workers the supervisor binds the listening socket once and hands
-its file descriptor to each worker process, which adopts it
-(`reactor.adoptStreamPort`); the kernel spreads new connections over them, so
-one machine uses all its cores. A worker that dies is started again.
+With several workers each worker process listens on the same port with
+SO_REUSEPORT, and the kernel spreads new connections evenly over them (a
+shared accept queue would hand nearly all of them to whichever worker wakes
+first), so one machine uses all its cores. A worker that dies is started again.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import json
 import os
 import resource
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from twisted.internet import protocol
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 
 from gkjk.config import Config
+from ingest_twisted.server import reuse_port_socket
 
 log = Logger()
 
@@ -84,7 +84,7 @@ def _status_loop(config: Config, reactor):
     return loop
 
 
-def run_worker(config: Config, index: int, listen_fd: int | None, status: bool = False) -> None:
+def run_worker(config: Config, index: int, reuse_port: bool, status: bool = False) -> None:
     """Serve until SIGTERM/SIGINT; SIGHUP reloads the site registry."""
     from twisted.internet import reactor
 
@@ -92,7 +92,7 @@ def run_worker(config: Config, index: int, listen_fd: int | None, status: bool =
 
     _start_logging()
     _raise_open_file_limit()
-    worker = Worker(config, reactor, index=index, listen_fd=listen_fd)
+    worker = Worker(config, reactor, index=index, reuse_port=reuse_port)
     worker.start()
     reactor.addSystemEventTrigger("before", "shutdown", worker.stop)
     signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(worker.reload_registry))
@@ -119,21 +119,17 @@ class Supervisor:
         self.reactor = reactor
         self.stopping = False
         self.processes: dict[int, object] = {}
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.socket.bind((config.ingest.host, config.ingest.port))
-        self.socket.listen(4096)
-        self.socket.setblocking(False)
+        # Fail here, with one clear error, if the port cannot be had.
+        reuse_port_socket(config.ingest.host, config.ingest.port).close()
 
     def start_worker(self, index: int) -> None:
         if self.stopping:
             return
-        fd = self.socket.fileno()
-        args = [sys.executable, "-m", "gkjk.cli", "serve", "--worker", str(index), "--listen-fd", str(fd)]
+        args = [sys.executable, "-m", "gkjk.cli", "serve", "--worker", str(index)]
         if self.config_path:
             args += ["--config", self.config_path]
         self.processes[index] = self.reactor.spawnProcess(
-            _WorkerProcess(self, index), sys.executable, args, env=os.environ, childFDs={0: 0, 1: 1, 2: 2, fd: fd}
+            _WorkerProcess(self, index), sys.executable, args, env=os.environ, childFDs={0: 0, 1: 1, 2: 2}
         )
 
     def worker_ended(self, index: int, reason) -> None:
@@ -167,6 +163,9 @@ class Supervisor:
 def run_supervisor(config: Config, config_path: str | None, status: bool = False) -> None:
     from twisted.internet import reactor
 
+    from gkjk.registry import load_registry
+
+    load_registry(Path(config.registry.path))  # refuse to start workers on a broken registry
     _start_logging()
     supervisor = Supervisor(config, config_path, reactor)
     for index in range(config.ingest.workers):

@@ -1,4 +1,4 @@
-"""Shared fixtures: a real InfluxDB 1.x server (see influx_server.py; pytest puts tests/ on sys.path)."""
+"""Shared fixtures: a real InfluxDB 1.x server (gkjk.influxd)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from influx_server import InfluxServer
+from gkjk.influxd import InfluxServer
 
 
 @pytest.fixture(scope="session")

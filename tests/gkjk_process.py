@@ -15,6 +15,7 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from gkjk.influxd import free_port
 from ingest_twisted.hj212.frame import Frame, FrameDecoder, encode_frame
 from ingest_twisted.hj212.packet import CP, Packet, build_segment, parse_segment
 
@@ -22,12 +23,6 @@ ROOT = Path(__file__).resolve().parent.parent
 TEST_REGISTRY = ROOT / "tests" / "data" / "registry"
 FOUNDRY_MN, FOUNDRY_PW = "010000A8900016F000169DC0", "100000"
 COATING_MN, COATING_PW = "020000A8900016F000169DC1", "123456"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ServerProcess:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from influx_server import InfluxServer, free_port
+from gkjk.influxd import InfluxServer, free_port
 from twisted.internet import protocol, reactor
 from twisted.web import resource, server
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import time
+from pathlib import Path
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from ingest_twisted.hj212 import sm4
 from ingest_twisted.hj212.frame import encode_frame
 from ingest_twisted.hj212.packet import build_segment
 from gkjk_process import COATING_MN, COATING_PW, FOUNDRY_MN, Logger, ServerProcess
@@ -176,3 +181,55 @@ def test_missing_minute_records_are_requested_from_the_device(tmp_path, influx_d
             ("20261123102000", "20261123103000")
         ]
         assert requests[0].ack_required
+
+
+def test_sm4_encrypted_upload_is_decrypted_with_the_device_key(server, influx, db):
+    logger = Logger(server.port, mn=COATING_MN, pw=COATING_PW)
+    packet = logger.packet("2011", MOMENT, {"a01012": {"Rtd": "801.5", "Flag": "N"}}, flag=9, st="44")
+    frame = sm4.encode_encrypted_frame(build_segment(packet), "30303030303030303030303030303030")
+    assert b"CP=&&{0x" in frame
+    logger.send_raw(frame)
+    [ack] = logger.read(1)
+    assert (ack.cn, ack.qn, ack.flag) == ("9014", packet.qn, 8)
+    [row] = wait_rows(influx, db, f"SELECT * FROM rtd WHERE mn = '{COATING_MN}' AND fac = 'T1'")
+    assert row["a01012-Rtd"] == 801.5
+    wrong_key = sm4.encode_encrypted_frame(build_segment(logger.packet("2011", MOMENT, {"a01012": {"Rtd": "1"}})),
+                                           "31313131313131313131313131313131")
+    logger.send_raw(wrong_key)
+    assert logger.read(1, timeout=1.5) == []
+
+
+def worker_pids(supervisor_pid: int) -> list[int]:
+    children = Path(f"/proc/{supervisor_pid}/task/{supervisor_pid}/children").read_text().split()
+    return [int(pid) for pid in children]
+
+
+def test_workers_share_the_port_and_a_killed_worker_is_replaced(tmp_path, influx_db):
+    influx, db = influx_db
+    with ServerProcess(tmp_path / "s", influx.url, db, ingest={"workers": 2}) as server:
+        deadline = time.monotonic() + 20
+        while len(worker_pids(server.process.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        first = worker_pids(server.process.pid)
+        assert len(first) == 2
+        # One connection at a time: a second connection of the same MN would replace the first.
+        for n in range(20):
+            logger = Logger(server.port)
+            logger.send(logger.packet("2011", MOMENT + timedelta(minutes=n), {"i33200": {"Rtd": str(n)}}))
+            assert logger.read(1)[0].cn == "9014"
+            logger.close()
+        assert len(wait_rows(influx, db, "SELECT * FROM rtd", count=20)) == 20
+        time.sleep(1.5)
+        served = [json.loads((server.spool / f"status-{i}.json").read_text())["frames_in"] for i in (0, 1)]
+        assert sum(served) == 20 and min(served) > 0, served
+        os.kill(first[0], signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            now = worker_pids(server.process.pid)
+            if len(now) == 2 and first[0] not in now:
+                break
+            time.sleep(0.1)
+        assert len(now) == 2 and first[0] not in now
+        late = Logger(server.port)
+        late.send(late.packet("2011", MOMENT + timedelta(hours=1), {"i33200": {"Rtd": "99"}}))
+        assert late.read(1)[0].cn == "9014"

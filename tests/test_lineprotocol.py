@@ -8,7 +8,7 @@ import uuid
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from influx_server import InfluxServer
+from gkjk.influxd import InfluxServer
 
 from ingest_twisted.lineprotocol import (
     escape_key,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from influx_server import InfluxServer, free_port
+from gkjk.influxd import InfluxServer, free_port
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import deferLater

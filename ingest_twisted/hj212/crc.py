@@ -64,7 +64,7 @@ def hj212_crc(data: bytes | bytearray | memoryview) -> int:
         half = ((width + 127) >> 7) << 6
         lanes = (lanes >> half) ^ (lanes & ((1 << half) - 1))
         width = half
-    pow0, pow1, pow2, pow3, pow4, pow5, pow6, pow7 = _POW
+    _, pow1, pow2, pow3, pow4, pow5, pow6, pow7 = _POW  # _POW[0] is the identity
     state = (
         _INIT[(size - 1) & 7]
         ^ (lanes & 0xFF)

@@ -1,4 +1,4 @@
-"""A throw-away InfluxDB 1.x server for tests and bench scripts.
+"""A local InfluxDB 1.x server run by the platform: for the demo, the tests and the bench scripts.
 
 Runs the real ``influxd`` with a generated config: every directory under one
 temporary directory, HTTP on 127.0.0.1 and a free port, no other listeners
@@ -10,8 +10,8 @@ bench scripts use it as well::
     with InfluxServer() as server:
         server.query('CREATE DATABASE "bench"')
 
-or from a shell: ``python tests/influx_server.py`` (prints the URL, runs until
-Ctrl-C).
+or from a shell: ``gkjk influxd --dir var/influxdb --port 8186`` (runs until
+SIGTERM or Ctrl-C; the data stays in the directory).
 """
 
 from __future__ import annotations
@@ -82,11 +82,16 @@ class InfluxServerError(RuntimeError):
 class InfluxServer:
     """One influxd process with its own config, data and port."""
 
-    def __init__(self, base_dir: str | os.PathLike[str] | None = None, startup_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        base_dir: str | os.PathLike[str] | None = None,
+        startup_timeout: float = 30.0,
+        http_port: int | None = None,
+    ) -> None:
         self._own_dir = base_dir is None
         self.base_dir = Path(base_dir or tempfile.mkdtemp(prefix="influxd-"))
         self.base_dir.mkdir(parents=True, exist_ok=True)
-        self.http_port = free_port()
+        self.http_port = http_port or free_port()
         self.rpc_port = free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.startup_timeout = startup_timeout
@@ -194,10 +199,16 @@ class InfluxServer:
             raise InfluxServerError(f"HTTP {exc.code}: {exc.read().decode(errors='replace')}") from exc
 
 
-if __name__ == "__main__":
-    with InfluxServer() as server:
-        print(server.url, flush=True)
-        try:
+def serve(base_dir: Path, http_port: int) -> None:
+    """Run influxd in the foreground until SIGTERM/SIGINT (`gkjk influxd`)."""
+    stopping: list[int] = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda signum, _: stopping.append(signum))
+    server = InfluxServer(base_dir, http_port=http_port)
+    server.start()
+    print(f"InfluxDB {server.url}, data in {server.base_dir}", flush=True)
+    try:
+        while not stopping:
             signal.pause()
-        except KeyboardInterrupt:
-            pass
+    finally:
+        server.stop()
