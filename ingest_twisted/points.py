@@ -58,8 +58,11 @@ class PointBuilder:
     def __init__(self, timezone: str) -> None:
         self._zone = ZoneInfo(timezone)
         self._time_cache: dict[str, int | None] = {}
+        self._cached_for: Registry | None = None
         self._prefixes: dict[tuple[str, str, str], str] = {}
-        self._prefix_registry: Registry | None = None
+        self._facilities: dict[tuple[str, str], str | None] = {}
+        self._keys: dict[tuple[str, str], str] = {}
+        self._unreadable_keys: dict[tuple[str, str], str] = {}
 
     def data_time_ns(self, text: str | None) -> int | None:
         """DataTime (local wall time, ``YYYYMMDDhhmmss``) as UTC epoch nanoseconds, or None if unreadable."""
@@ -83,11 +86,37 @@ class PointBuilder:
         self._time_cache[text] = value
         return value
 
-    def _prefix(self, registry: Registry, measurement: str, mn: str, facility: str) -> str:
-        """``measurement,county=..,ent=..,fac=..,mn=..`` (tags sorted, escaped), cached per registry version."""
-        if registry is not self._prefix_registry:
+    def _use(self, registry: Registry) -> None:
+        """Tags and facilities come from the registry: a reloaded registry empties the caches."""
+        if registry is not self._cached_for:
             self._prefixes.clear()
-            self._prefix_registry = registry
+            self._facilities.clear()
+            self._cached_for = registry
+        elif len(self._facilities) > 1_000_000 or len(self._prefixes) > 200_000:
+            self._facilities.clear()
+            self._prefixes.clear()
+
+    def _facility(self, registry: Registry, mn: str, code: str) -> str | None:
+        key = (mn, code)
+        try:
+            return self._facilities[key]
+        except KeyError:
+            ref = registry.point(mn, code)
+            facility = self._facilities[key] = None if ref is None else ref.facility.id
+            return facility
+
+    def _key(self, code: str, suffix: str, unreadable: bool = False) -> str:
+        """The escaped field key with its ``=``: ``code-Suffix=``, or ``code-Suffix_text=`` for an unreadable number."""
+        keys = self._unreadable_keys if unreadable else self._keys
+        key = keys.get((code, suffix))
+        if key is None:
+            if len(keys) > 100_000:
+                keys.clear()
+            key = keys[code, suffix] = escape_key(f"{code}-{suffix}{'_text' if unreadable else ''}") + "="
+        return key
+
+    def _prefix(self, registry: Registry, measurement: str, mn: str, facility: str) -> str:
+        """``measurement,county=..,ent=..,fac=..,mn=..`` (tags sorted, escaped)."""
         key = (measurement, mn, facility)
         prefix = self._prefixes.get(key)
         if prefix is None:
@@ -99,8 +128,6 @@ class PointBuilder:
             prefix = escape_measurement(measurement) + "".join(
                 f",{escape_key(tag)}={escape_tag_value(tags[tag])}" for tag in sorted(tags)
             )
-            if len(self._prefixes) > 200_000:
-                self._prefixes.clear()
             self._prefixes[key] = prefix
         return prefix
 
@@ -112,28 +139,27 @@ class PointBuilder:
         if timestamp is None:
             timestamp = received_ns
 
+        self._use(registry)
         by_facility: dict[str, list[str]] = {}
         for items in (packet.cp.factors, packet.cp.devices):
             for code, values in items.items():
-                ref = registry.point(mn, code)
-                if ref is None:
+                facility = self._facility(registry, mn, code)
+                if facility is None:
                     facility = UNMAPPED
                     result.unmapped_factors += 1
-                else:
-                    facility = ref.facility.id
                 fields = by_facility.get(facility)
                 if fields is None:
                     fields = by_facility[facility] = []
                 for suffix, raw in values.items():
-                    key = f"{code}-{suffix}"
                     if suffix in NUMERIC_SUFFIXES:
                         number = _line_protocol_number(raw)
                         if number is not None:
-                            fields.append(f"{escape_key(key)}={number}")
+                            fields.append(self._key(code, suffix) + number)
                             continue
                         result.bad_values += 1
-                        key += "_text"
-                    fields.append(f"{escape_key(key)}={escape_string(raw)}")
+                        fields.append(self._key(code, suffix, unreadable=True) + escape_string(raw))
+                    else:
+                        fields.append(self._key(code, suffix) + escape_string(raw))
         if packet.cp.params:
             fields = by_facility.setdefault(UNMAPPED, [])
             for key, raw in packet.cp.params.items():

@@ -223,7 +223,7 @@ class DataLoggerProtocol(HJ212Receiver, TimeoutMixin):
         self._settle()
         self.factory.stats.stored += 1
         if packet.ack_required and self.connected:
-            self.sendPacket(replies.data_ack(packet))
+            self.transport.write(replies.data_ack_frame(packet))
             self.factory.stats.acks_out += 1
 
     def _not_stored(self, failure: Failure, packet: Packet) -> None:

@@ -427,3 +427,16 @@ def test_replies_of_any_packet_build(packet):
     for reply in (replies.data_ack(packet), replies.qn_rtn(packet, 2), replies.heartbeat_ack(packet),
                   replies.system_time(packet, datetime(2026, 1, 1))):
         assert parse_segment(build_segment(reply)) == reply
+
+
+def test_cached_data_ack_frame_equals_the_built_one():
+    for segment in (
+        "QN=20160801085857223;ST=32;CN=2011;PW=100000;MN=010000A8900016F000169DC0;Flag=5;CP=&&DataTime=20160801085857;w01018-Rtd=1&&",
+        "QN=20260101000000001;ST=44;CN=2011;PW=123456;MN=ABC;Flag=9;CP=&&&&",
+        "ST=32;CN=2011;PW=123456;MN=ABC;Flag=1;CP=&&&&",
+        "QN=1;ST=32;CN=2051;MN=ABC;Flag=1;CP=&&&&",
+    ):
+        request = parse_segment(segment)
+        built = encode_frame(build_segment(replies.data_ack(request)))
+        assert replies.data_ack_frame(request) == built
+        assert replies.data_ack_frame(request) == built  # from the cache

@@ -18,10 +18,12 @@ the device): answer 9013 if A = 1, then send the set-time command 1012 built by
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from enum import IntEnum
 
-from .packet import CP, Packet, flag_for, format_time, make_qn
+from .frame import encode_frame
+from .packet import CP, Packet, build_segment, flag_for, format_time, make_qn
 
 __all__ = [
     "BACKFILL_CNS",
@@ -30,6 +32,7 @@ __all__ = [
     "QnRtn",
     "backfill_request",
     "data_ack",
+    "data_ack_frame",
     "exe_rtn",
     "heartbeat_ack",
     "notify_ack",
@@ -80,6 +83,26 @@ def _answer(request: Packet, cn: str, params: dict[str, str] | None = None) -> P
 def data_ack(request: Packet) -> Packet:
     """9014: the upload is stored (``CP=&&&&``)."""
     return _answer(request, "9014")
+
+
+_ACK_TAILS: dict[tuple[str | None, str, str], str] = {}
+
+
+def data_ack_frame(request: Packet) -> bytes:
+    """``encode_frame(build_segment(data_ack(request)))``, from a cached per-device tail.
+
+    A 9014 goes out for every upload, so only the QN is formatted per packet.
+    """
+    key = (request.pw, request.mn, request.version)
+    tail = _ACK_TAILS.get(key)
+    if tail is None:
+        tail = build_segment(replace(data_ack(request), qn=None))
+        if len(_ACK_TAILS) >= 100_000:
+            _ACK_TAILS.clear()
+        _ACK_TAILS[key] = tail
+    if request.qn is None:
+        return encode_frame(tail)
+    return encode_frame(f"QN={request.qn};{tail}")
 
 
 def qn_rtn(request: Packet, code: int = QnRtn.READY) -> Packet:
