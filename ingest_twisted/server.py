@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from twisted.internet import defer
+from twisted.internet import defer, threads
 from twisted.internet.protocol import ServerFactory
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
@@ -229,6 +229,10 @@ class Worker:
         self.port = None
 
     def start(self) -> None:
+        ensured = self.influx.ensure_database()
+        ensured.addErrback(lambda failure: log.warn(
+            "could not create database {db} now ({why}); the writer creates it once InfluxDB answers",
+            db=self.config.influx.database, why=failure.getErrorMessage()))
         self.writer.start()
         if self.reuse_port:
             listening = reuse_port_socket(self.config.ingest.host, self.config.ingest.port)
@@ -249,9 +253,11 @@ class Worker:
             n=len(self.registry.current.enterprises), spool=self.config.spool.path,
         )
 
-    def reload_registry(self) -> None:
+    @defer.inlineCallbacks
+    def reload_registry(self):
+        """Parse in a thread (thousands of files take seconds) while devices are served; the swap is atomic."""
         try:
-            changes = self.registry.reload()
+            changes = yield threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), self.registry.reload)
         except RegistryError as error:
             log.error("registry reload refused, keeping the old one: {error}", error=str(error))
             return

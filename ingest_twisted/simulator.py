@@ -399,7 +399,8 @@ class Fleet:
     def start(self) -> None:
         now = self.now()
         for index, device in enumerate(self.devices):
-            offset = self.rng.random() * device.device.rtd_interval
+            # Spread the first uploads over a few seconds, not a whole interval: the fleet shows up at once.
+            offset = self.rng.random() * min(5.0, device.device.rtd_interval)
             self._next_tick[index] = now + timedelta(seconds=offset)
             self.connect(device)
         self._loop.start(0.1, now=False)

@@ -15,7 +15,7 @@ import pytest
 from ingest_twisted.hj212 import sm4
 from ingest_twisted.hj212.frame import encode_frame
 from ingest_twisted.hj212.packet import build_segment
-from gkjk_process import COATING_MN, COATING_PW, FOUNDRY_MN, Logger, ServerProcess
+from gkjk_process import COATING_MN, COATING_PW, FOUNDRY_MN, TEST_REGISTRY, Logger, ServerProcess
 
 
 def rows(influx, db: str, query: str) -> list[dict]:
@@ -233,3 +233,52 @@ def test_workers_share_the_port_and_a_killed_worker_is_replaced(tmp_path, influx
         late = Logger(server.port)
         late.send(late.packet("2011", MOMENT + timedelta(hours=1), {"i33200": {"Rtd": "99"}}))
         assert late.read(1)[0].cn == "9014"
+
+
+def test_idle_connections_are_closed_and_per_ip_cap_refuses_extra(tmp_path, influx_db):
+    influx, db = influx_db
+    limits = {"idle_timeout": 1.0, "max_connections_per_ip": 2}
+    with ServerProcess(tmp_path / "s", influx.url, db, ingest=limits) as server:
+        first, second = Logger(server.port), Logger(server.port, mn=COATING_MN, pw=COATING_PW)
+        third = Logger(server.port)
+        third.sock.settimeout(5)
+        assert third.sock.recv(1) == b"", "a third connection from one IP must be refused"
+        first.send(first.packet("2011", MOMENT, {"i33200": {"Rtd": "1"}}))
+        assert first.read(1)[0].cn == "9014"
+        started = time.monotonic()
+        for idle in (first, second):
+            idle.sock.settimeout(5)
+            assert idle.sock.recv(1) == b""
+        assert time.monotonic() - started < 4
+
+
+def test_registry_reload_on_sighup_admits_a_new_device(tmp_path, influx_db):
+    influx, db = influx_db
+    registry = tmp_path / "registry"
+    registry.mkdir()
+    foundry = (TEST_REGISTRY / "foundry.yaml").read_text(encoding="utf-8")
+    (registry / "foundry.yaml").write_text(foundry, encoding="utf-8")
+    with ServerProcess(tmp_path / "s", influx.url, db, registry=registry) as server:
+        newcomer = Logger(server.port, mn=COATING_MN, pw=COATING_PW)
+        newcomer.send(newcomer.packet("2011", MOMENT, {"a01012": {"Rtd": "800"}}))
+        assert newcomer.read(1)[0].cp.params["QnRtn"] == "4"
+        (registry / "coating.yaml").write_text((TEST_REGISTRY / "coating.yaml").read_text("utf-8"), "utf-8")
+        (registry / "broken.yaml").write_text("id: [", encoding="utf-8")
+        server.process.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        newcomer.send(newcomer.packet("2011", MOMENT, {"a01012": {"Rtd": "800"}}))
+        assert newcomer.read(1)[0].cp.params["QnRtn"] == "4", "a broken registry must not replace the good one"
+        (registry / "broken.yaml").unlink()
+        server.process.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        accepted = newcomer.send(newcomer.packet("2011", MOMENT, {"a01012": {"Rtd": "800"}}))
+        [ack] = newcomer.read(1)
+        assert (ack.cn, ack.qn) == ("9014", accepted.qn)
+        assert "registry reload refused" in server.log.read_text(encoding="utf-8")
+
+
+def test_unknown_command_is_refused_not_stored(server, influx, db):
+    logger = Logger(server.port)
+    logger.send(logger.packet("8051", flag=5))
+    [refusal] = logger.read(1)
+    assert (refusal.cn, refusal.cp.params["QnRtn"]) == ("9011", "2")
