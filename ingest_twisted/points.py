@@ -61,8 +61,7 @@ class PointBuilder:
         self._cached_for: Registry | None = None
         self._prefixes: dict[tuple[str, str, str], str] = {}
         self._facilities: dict[tuple[str, str], str | None] = {}
-        self._keys: dict[tuple[str, str], str] = {}
-        self._unreadable_keys: dict[tuple[str, str], str] = {}
+        self._keys: dict[str, dict[str, str]] = {}
 
     def data_time_ns(self, text: str | None) -> int | None:
         """DataTime (local wall time, ``YYYYMMDDhhmmss``) as UTC epoch nanoseconds, or None if unreadable."""
@@ -105,14 +104,19 @@ class PointBuilder:
             facility = self._facilities[key] = None if ref is None else ref.facility.id
             return facility
 
-    def _key(self, code: str, suffix: str, unreadable: bool = False) -> str:
-        """The escaped field key with its ``=``: ``code-Suffix=``, or ``code-Suffix_text=`` for an unreadable number."""
-        keys = self._unreadable_keys if unreadable else self._keys
-        key = keys.get((code, suffix))
-        if key is None:
-            if len(keys) > 100_000:
-                keys.clear()
-            key = keys[code, suffix] = escape_key(f"{code}-{suffix}{'_text' if unreadable else ''}") + "="
+    def _keys_of(self, code: str) -> dict[str, str]:
+        """The field keys of one factor code, by suffix, filled as suffixes are seen."""
+        keys = self._keys.get(code)
+        if keys is None:
+            if len(self._keys) > 100_000:
+                self._keys.clear()
+            keys = self._keys[code] = {}
+        return keys
+
+    @staticmethod
+    def _new_key(keys: dict[str, str], code: str, suffix: str) -> str:
+        """The escaped field key with its ``=``, e.g. ``w01018-Rtd=`` (or ``w01018-Rtd_text=`` for an unreadable number)."""
+        key = keys[suffix] = escape_key(f"{code}-{suffix}") + "="
         return key
 
     def _prefix(self, registry: Registry, measurement: str, mn: str, facility: str) -> str:
@@ -140,6 +144,7 @@ class PointBuilder:
             timestamp = received_ns
 
         self._use(registry)
+        plain_decimal = _PLAIN_DECIMAL
         by_facility: dict[str, list[str]] = {}
         for items in (packet.cp.factors, packet.cp.devices):
             for code, values in items.items():
@@ -150,16 +155,17 @@ class PointBuilder:
                 fields = by_facility.get(facility)
                 if fields is None:
                     fields = by_facility[facility] = []
+                keys = self._keys_of(code)
                 for suffix, raw in values.items():
                     if suffix in NUMERIC_SUFFIXES:
-                        number = _line_protocol_number(raw)
-                        if number is not None:
-                            fields.append(self._key(code, suffix) + number)
-                            continue
-                        result.bad_values += 1
-                        fields.append(self._key(code, suffix, unreadable=True) + escape_string(raw))
+                        rendered = raw if plain_decimal(raw) else _reprinted_number(raw)
+                        if rendered is None:
+                            result.bad_values += 1
+                            suffix += "_text"
+                            rendered = escape_string(raw)
                     else:
-                        fields.append(self._key(code, suffix) + escape_string(raw))
+                        rendered = escape_string(raw)
+                    fields.append((keys.get(suffix) or self._new_key(keys, code, suffix)) + rendered)
         if packet.cp.params:
             fields = by_facility.setdefault(UNMAPPED, [])
             for key, raw in packet.cp.params.items():
@@ -175,10 +181,8 @@ class PointBuilder:
 _PLAIN_DECIMAL = re.compile(r"-?[0-9]{1,20}(?:\.[0-9]{1,20})?").fullmatch
 
 
-def _line_protocol_number(text: str) -> str | None:
-    """`text` as a line-protocol float: copied when it is plain decimal, else re-printed; None if not finite."""
-    if _PLAIN_DECIMAL(text):
-        return text
+def _reprinted_number(text: str) -> str | None:
+    """A number not in plain decimal form (``1e3``, `` 5``) re-printed for line protocol; None if not finite."""
     value = _finite_float(text)
     return None if value is None else repr(value)
 
