@@ -73,8 +73,9 @@ class DataLoggerProtocol(HJ212Receiver, TimeoutMixin):
 
     log = Logger()
 
-    def __init__(self, factory: IngestFactory) -> None:
+    def __init__(self, factory: IngestFactory, host: str) -> None:
         self.factory = factory
+        self.host = host
         self.max_segment_bytes = factory.config.max_segment_bytes
         self.mns: set[str] = set()
         self.peer = ""
@@ -125,15 +126,8 @@ class DataLoggerProtocol(HJ212Receiver, TimeoutMixin):
     def handle_frame(self, frame: Frame) -> None:
         stats = self.factory.stats
         stats.frames_in += 1
-        crc_ok = frame.crc_ok
         try:
-            try:
-                packet = parse_segment(frame.segment)
-            except PacketError as error:
-                if error.kind != "encrypted_cp":
-                    raise
-                segment, crc_ok = self.decrypt(frame)
-                packet = parse_segment(segment)
+            packet, crc_ok = self.read_packet(frame)
         except PacketError as error:
             stats.count_error(f"packet_{error.kind}")
             self.factory.log_error(
@@ -157,6 +151,16 @@ class DataLoggerProtocol(HJ212Receiver, TimeoutMixin):
             self.factory.device_online(mn, self)
         self.factory.sessions_seen(mn)
         self.dispatch(packet)
+
+    def read_packet(self, frame: Frame) -> tuple[Packet, bool]:
+        """The frame's packet and whether its CRC holds; an encrypted CP is decrypted first."""
+        try:
+            return parse_segment(frame.segment), frame.crc_ok
+        except PacketError as error:
+            if error.kind != "encrypted_cp":
+                raise
+        segment, crc_ok = self.decrypt(frame)
+        return parse_segment(segment), crc_ok
 
     def decrypt(self, frame: Frame) -> tuple[bytes, bool]:
         """HJ 212-2025 SM4: decrypt CP with the key the registry holds for the packet's MN."""

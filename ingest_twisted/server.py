@@ -73,8 +73,7 @@ class IngestFactory(ServerFactory):
             self.log_error("max_connections_per_ip", "refused {host}: too many connections from it", host=host)
             return None
         self._per_ip[host] = self._per_ip.get(host, 0) + 1
-        protocol = DataLoggerProtocol(self)
-        protocol.host = host
+        protocol = DataLoggerProtocol(self, host)
         self.protocols.add(protocol)
         return protocol
 
