@@ -149,7 +149,6 @@ class DataLoggerProtocol(HJ212Receiver, TimeoutMixin):
         if mn not in self.mns:
             self.mns.add(mn)
             self.factory.device_online(mn, self)
-        self.factory.sessions_seen(mn)
         self.dispatch(packet)
 
     def read_packet(self, frame: Frame) -> tuple[Packet, bool]:

@@ -2,8 +2,8 @@
 
 One `IngestFactory` per worker process holds what all connections share: the
 site registry, the durable writer, counters, device sessions and the
-connection caps. `run_worker` wires it to InfluxDB and a listening port;
-`gkjk.cli` starts one worker or a supervisor with several.
+connection caps. `Worker` wires it to InfluxDB, the spool and a listening
+port; `ingest_twisted.supervisor` runs one worker or a supervisor with several.
 """
 
 from __future__ import annotations
@@ -54,7 +54,6 @@ class IngestFactory(ServerFactory):
         self.backfill = backfill or Backfill(clock=clock, enabled=False)
         self.protocols: set[DataLoggerProtocol] = set()
         self.sessions: dict[str, DataLoggerProtocol] = {}
-        self.last_seen: dict[str, float] = {}
         self._per_ip: dict[str, int] = {}
         self._reassembler = Reassembler(config.reassembly_timeout)
         self._last_logged: dict[str, float] = {}
@@ -112,9 +111,6 @@ class IngestFactory(ServerFactory):
             if not old.mns:
                 old.transport.loseConnection()
         self.write_event(mn, "online", protocol.peer, "")
-
-    def sessions_seen(self, mn: str) -> None:
-        self.last_seen[mn] = self.clock.seconds()
 
     def write_event(self, mn: str, event: str, peer: str, reason: str) -> None:
         """Connect/disconnect events go through the durable writer like data."""
