@@ -192,10 +192,6 @@ class Backfill:
         self._connections.pop(mn, None)
         self._outstanding.pop(mn, None)
 
-    def pending(self) -> list[Hole]:
-        """Holes still to be filled, oldest first (for tests and the status of a device)."""
-        return sorted((h for s in self._streams.values() for h in s.holes), key=lambda h: (h.mn, h.cn, h.begin))
-
 
 def protocol_version(name: str) -> str:
     """Registry protocol name (``hj212-2017``) to codec version (``2017``)."""

@@ -282,3 +282,13 @@ def test_unknown_command_is_refused_not_stored(server, influx, db):
     logger.send(logger.packet("8051", flag=5))
     [refusal] = logger.read(1)
     assert (refusal.cn, refusal.cp.params["QnRtn"]) == ("9011", "2")
+
+
+def test_a_hole_the_device_fills_itself_is_not_requested(tmp_path, influx_db):
+    influx, db = influx_db
+    with ServerProcess(tmp_path / "s", influx.url, db, backfill={"grace_seconds": 1.0, "rate": 50.0}) as server:
+        logger = Logger(server.port)
+        for minutes in (0, 10, 40, 20, 30):  # the device replays 10:20 and 10:30 after an outage
+            logger.send(logger.packet("2051", MOMENT + timedelta(minutes=minutes), {"i33200": {"Avg": "1"}}))
+        answers = logger.read(6, timeout=3)
+        assert [a.cn for a in answers] == ["9014"] * 5
