@@ -44,6 +44,16 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     simulator.main(args, _config(args))
 
 
+def cmd_rules(args: argparse.Namespace) -> None:
+    from gkjk.registry import RegistryError
+    from rules_plugins import engine
+
+    try:
+        engine.run(_config(args))
+    except RegistryError as error:
+        sys.exit(f"gkjk: site registry error: {error}")
+
+
 def cmd_registry_check(args: argparse.Namespace) -> None:
     from gkjk.registry import RegistryError, load_registry
 
@@ -59,6 +69,38 @@ def cmd_influxd(args: argparse.Namespace) -> None:
     from gkjk.influxd import serve
 
     serve(Path(args.dir), args.port)
+
+
+def cmd_modbus_sim(args: argparse.Namespace) -> None:
+    from gkjk.registry import RegistryError, load_registry
+    from ingest_twisted.field import modbus_sim
+    from ingest_twisted.field.scenario import Scenario, ScenarioError, load_scenario
+
+    config = _config(args)
+    try:
+        registry = load_registry(Path(args.registry or config.registry.path))
+        scenario = load_scenario(Path(args.scenario)) if args.scenario else Scenario()
+        modbus_sim.main(args, registry, scenario, config.ingest.timezone)
+    except RegistryError as error:
+        sys.exit(f"gkjk: site registry error: {error}")
+    except ScenarioError as error:
+        sys.exit(f"gkjk: scenario error: {error}")
+    except (ValueError, RuntimeError) as error:
+        sys.exit(f"gkjk: modbus-sim: {error}")
+
+
+def cmd_telegraf_build(args: argparse.Namespace) -> None:
+    from gkjk.registry import RegistryError, load_registry
+    from ingest_twisted.field import telegraf
+
+    config = _config(args)
+    try:
+        registry = load_registry(Path(args.registry or config.registry.path))
+    except RegistryError as error:
+        sys.exit(f"gkjk: site registry error: {error}")
+    options = telegraf.Options(args.modbus_host, args.port_base, args.byte_order, config.influx, args.hosts_database)
+    written = telegraf.build(registry, Path(args.out), options)
+    print(f"{args.out}: {len(written)} Telegraf configs written")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,10 +123,29 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(simulate)
     simulate.set_defaults(func=cmd_simulate)
 
+    rules = commands.add_parser("rules", parents=[common], help="run the rule engine (alarms and run states)")
+    rules.set_defaults(func=cmd_rules)
+
     influxd = commands.add_parser("influxd", help="run a local InfluxDB (Debian's influxd) with data in a directory")
     influxd.add_argument("--dir", default="var/influxdb", help="data and config directory (default var/influxdb)")
     influxd.add_argument("--port", type=int, default=8086, help="HTTP port on 127.0.0.1 (default 8086)")
     influxd.set_defaults(func=cmd_influxd)
+
+    modbus_sim = commands.add_parser("modbus-sim", parents=[common],
+                                     help="serve an enterprise's field instruments over Modbus TCP (docs/field.md)")
+    from ingest_twisted.field.modbus_sim import add_arguments as add_modbus_sim_arguments
+
+    add_modbus_sim_arguments(modbus_sim)
+    modbus_sim.set_defaults(func=cmd_modbus_sim)
+
+    telegraf = commands.add_parser("telegraf", help="Telegraf configs for the sites and the platform's hosts")
+    telegraf_commands = telegraf.add_subparsers(dest="telegraf_command", required=True)
+    telegraf_build = telegraf_commands.add_parser("build", parents=[common],
+                                                  help="write the configs from the registry (telegraf/README.md)")
+    from ingest_twisted.field.telegraf import add_arguments as add_telegraf_arguments
+
+    add_telegraf_arguments(telegraf_build)
+    telegraf_build.set_defaults(func=cmd_telegraf_build)
 
     registry = commands.add_parser("registry", help="site registry tools")
     registry_commands = registry.add_subparsers(dest="registry_command", required=True)

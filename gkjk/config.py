@@ -85,6 +85,14 @@ class BackfillConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RulesConfig:
+    interval: float = 60.0
+    lookback_minutes: int = 60
+    hold_off_minutes: int = 5
+    disabled_plugins: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     influx: InfluxConfig = field(default_factory=InfluxConfig)
@@ -92,6 +100,7 @@ class Config:
     spool: SpoolConfig = field(default_factory=SpoolConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     backfill: BackfillConfig = field(default_factory=BackfillConfig)
+    rules: RulesConfig = field(default_factory=RulesConfig)
 
 
 def _coerce(setting: str, kind: type, value: Any) -> Any:
@@ -177,6 +186,12 @@ def _validate(config: Config) -> None:
         raise ConfigError("[ingest] max_segment_bytes: must be between 64 and 65535")
     if config.influx.api not in ("v1", "v2", "v3"):
         raise ConfigError(f"[influx] api: expected v1, v2 or v3, got {config.influx.api!r}")
+    if config.rules.interval <= 0:
+        raise ConfigError("[rules] interval: must be positive")
+    if config.rules.hold_off_minutes < 0:
+        raise ConfigError("[rules] hold_off_minutes: must not be negative")
+    if config.rules.lookback_minutes <= config.rules.hold_off_minutes:
+        raise ConfigError("[rules] lookback_minutes: must be longer than hold_off_minutes")
     if config.spool.fsync_interval < 0:
         raise ConfigError("[spool] fsync_interval: must not be negative")
     try:

@@ -18,7 +18,7 @@ import argparse
 import random
 import sys
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -359,7 +359,7 @@ class Fleet:
     def __init__(self, registry_path: Path, host: str, port: int, speed: float = 1.0, seed: int = 1,
                  timezone: str = "Asia/Shanghai", start: datetime | None = None, bad_frame_rate: float = 0.0,
                  outage_rate: float = 0.0, outage_minutes: float = 30.0, limit: int | None = None,
-                 reactor=None) -> None:
+                 fault_share: float = 0.0, reactor=None) -> None:
         if reactor is None:
             from twisted.internet import reactor
         self.registry = load_registry(registry_path)
@@ -383,7 +383,12 @@ class Fleet:
             for device in enterprise.devices:
                 if limit is not None and len(self.devices) >= limit:
                     break
-                self.devices.append(SimulatedDevice(DeviceModel(device, enterprise, schedule, self.rng), self))
+                model = DeviceModel(device, enterprise, schedule, self.rng)
+                if self.rng.random() < fault_share:
+                    fault = self.rng.choice([f.name for f in fields(Faults)])
+                    setattr(model.faults, fault, True)
+                    log.info("MN {mn} ({name}) plays fault {fault}", mn=device.mn, name=enterprise.name, fault=fault)
+                self.devices.append(SimulatedDevice(model, self))
         self._loop = LoopingCall(self.step)
         self._loop.clock = reactor
 
@@ -445,6 +450,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="chance per real-time interval that a device goes offline (default 0)")
     parser.add_argument("--outage-minutes", type=float, default=30.0,
                         help="simulated minutes an outage lasts (default 30)")
+    parser.add_argument("--fault-share", type=float, default=0.0,
+                        help="share of devices that play one fault: treatment off, low load, burner cold,"
+                             " spray off or flat data (default 0)")
     parser.add_argument("--status-every", type=float, default=10.0, help="seconds between status lines (0: none)")
 
 
@@ -456,6 +464,7 @@ def main(args: argparse.Namespace, config: Config) -> None:
         Path(args.registry or config.registry.path), args.host, args.port or config.ingest.port,
         speed=args.speed, seed=args.seed, timezone=config.ingest.timezone, bad_frame_rate=args.bad_frame_rate,
         outage_rate=args.outage_rate, outage_minutes=args.outage_minutes, limit=args.limit,
+        fault_share=args.fault_share,
     )
     fleet.start()
     if args.status_every > 0:

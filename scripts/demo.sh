@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up and runs the platform with a demo fleet of simulated enterprises:
 # InfluxDB (Debian's package, data under var/influxdb, port 8186), the HJ 212
-# server on port 9212 and the simulated data loggers of registry/demo.
+# server on port 9212, the rule engine, and the simulated data loggers of
+# registry/demo.
 # Prints a line of figures every few seconds; Ctrl-C stops everything cleanly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,8 +42,12 @@ pids+=($!)
 sleep 1
 echo "demo: HJ 212 server on port 9212; log in var/log/serve.log" >&2
 
+$GKJK rules --config $CONFIG >>var/log/rules.log 2>&1 &
+pids+=($!)
+echo "demo: rule engine evaluating every minute; alarms in InfluxDB (measurement alarm); log in var/log/rules.log" >&2
+
 $GKJK simulate --config $CONFIG --status-every 0 --bad-frame-rate 0.002 \
-    --outage-rate 0.0005 --outage-minutes 15 >>var/log/simulate.log 2>&1 &
+    --outage-rate 0.0005 --outage-minutes 15 --fault-share 0.25 >>var/log/simulate.log 2>&1 &
 pids+=($!)
 echo "demo: simulated enterprises of registry/demo connecting; log in var/log/simulate.log" >&2
 echo "demo: figures every 5 s below; Ctrl-C stops" >&2

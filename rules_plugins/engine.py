@@ -1,0 +1,293 @@
+"""The rule engine: every `[rules] interval` seconds, read the last `lookback_minutes` of real-time data for
+all enterprises in one InfluxQL query, let every rule judge each minute, and store alarm events and states.
+
+Nothing is kept in memory between evaluations: the episodes already open come back from the `alarm`
+measurement, so a restart resumes them, and each evaluation rewrites the window from data alone. Events the
+data no longer supports (late data showed the fan was on after all) are overwritten with state "retracted";
+events it does support are written at the same time with the same tags, so repeating an evaluation
+overwrites instead of duplicating. See docs/schema.md (`alarm`, `state`) and docs/plugins.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from gkjk.config import Config, RulesConfig
+from gkjk.registry import Enterprise, Registry
+from ingest_twisted.influx import InfluxClient
+from ingest_twisted.lineprotocol import point
+from rules_plugins.episodes import Episode, episode_id, scan
+from rules_plugins.model import Alarm, Condition, Rule
+from rules_plugins.plugins import Plugins, parse_disabled
+from rules_plugins.site import RUN_QUANTITIES, Readings, Site
+
+log = Logger()
+
+WRITE_BATCH = 5000  # lines per InfluxDB write request
+Key = tuple[str, str, str]  # (enterprise, subject, rule): one alarm series
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """A row of the `alarm` measurement."""
+
+    time: int
+    id: str
+    state: str
+    started: int
+    duration_s: int
+    context: Mapping[str, Any]
+    county: str
+    severity: str
+
+
+@dataclass(slots=True)
+class Report:
+    """What one evaluation did (events written, not alarms in force)."""
+
+    start: int
+    end: int
+    opened: int = 0
+    closed: int = 0
+    retracted: int = 0
+    states: int = 0
+
+
+class Engine:
+    """Evaluates every enterprise of the registry over the window that ends at the last whole minute."""
+
+    def __init__(
+        self, client: InfluxClient, registry: Callable[[], Registry], plugins: Plugins, config: RulesConfig
+    ) -> None:
+        self.client = client
+        self.registry = registry
+        self.plugins = plugins
+        self.config = config
+
+    async def evaluate(self, now: float) -> Report:
+        """Judge the `lookback_minutes` whole minutes before `now` (epoch s) and write what changed."""
+        end = int(now // 60) * 60
+        start = end - self.config.lookback_minutes * 60
+        registry = self.registry()
+        readings = await self.read(registry, start, end)
+        before, within = await self.stored(start)
+        report = Report(start, end)
+        defaults: dict[str, dict[str, float]] = {}
+        lines: list[bytes] = []
+        for enterprise in registry.enterprises.values():
+            if enterprise.industry not in defaults:
+                defaults[enterprise.industry] = self.plugins.defaults(enterprise.industry)
+            site = Site(enterprise, registry, readings, defaults[enterprise.industry])
+            lines.extend(self.states(site, report))
+            for plugin, rule in self.plugins.rules(enterprise):
+                try:
+                    conditions = list(rule.conditions(site))
+                except Exception:
+                    self.plugins.failed(plugin, f"rule {getattr(rule, 'name', rule)!r} of {enterprise.id}")
+                    continue
+                for condition in conditions:
+                    key = (enterprise.id, condition.subject, rule.name)
+                    lines.extend(self.reconcile(site, rule, condition, before.get(key), within.get(key, ()), report))
+        for i in range(0, len(lines), WRITE_BATCH):
+            await self.client.write(b"\n".join(lines[i:i + WRITE_BATCH]), precision="s")
+        return report
+
+    async def read(self, registry: Registry, start: int, end: int) -> Readings:
+        """Minute means of every registered factor, all devices in one query; readings stand for the device's
+        upload interval plus a minute of grace (loggers' clocks jitter across minute boundaries)."""
+        stands = {mn: math.ceil(ref.device.rtd_interval / 60) + 1 for mn, ref in registry.devices.items()}
+        factors = sorted({p.factor.lower() for ref in registry.devices.values() for p in ref.device.points})
+        if not factors:
+            return Readings(start, end)
+        lead = (max(stands.values()) - 1) * 60
+        query = (f'SELECT mean(/(?i)^({"|".join(factors)})-Rtd$/) FROM "rtd" '
+                 f'WHERE time >= {start - lead}s AND time < {end}s GROUP BY time(1m), "mn" fill(none)')
+        result = await self.client.query(query, epoch="s")
+        values: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
+        present: dict[str, set[int]] = defaultdict(set)
+        for series in result["results"][0].get("series", []):
+            mn = series["tags"]["mn"].upper()
+            if mn not in stands:
+                continue
+            window = range(start, end, 60)
+            factor_columns = [column[len("mean_"):-len("-Rtd")].lower() for column in series["columns"][1:]]
+            for row in series["values"]:  # ascending time: a later reading overrides an earlier one's standing
+                held = [m for m in range(row[0], row[0] + stands[mn] * 60, 60) if m in window]
+                present[mn].update(held)
+                for factor, value in zip(factor_columns, row[1:]):
+                    if value is not None:
+                        values[mn, factor].update(dict.fromkeys(held, value))
+        return Readings(start, end, dict(values), {mn: frozenset(m) for mn, m in present.items()})
+
+    async def stored(self, start: int) -> tuple[dict[Key, StoredEvent], dict[Key, list[StoredEvent]]]:
+        """Per alarm series: the last live event before the window, and every event inside it."""
+        before = await self._events(
+            f'SELECT * FROM "alarm" WHERE time < {start}s AND "state" != \'retracted\' '
+            'GROUP BY "ent", "fac", "rule" ORDER BY time DESC LIMIT 1')
+        within = await self._events(f'SELECT * FROM "alarm" WHERE time >= {start}s GROUP BY "ent", "fac", "rule"')
+        return {key: events[0] for key, events in before.items()}, within
+
+    async def _events(self, query: str) -> dict[Key, list[StoredEvent]]:
+        result = await self.client.query(query, epoch="s")
+        events: dict[Key, list[StoredEvent]] = {}
+        for series in result["results"][0].get("series", []):
+            tags = series["tags"]
+            rows = [dict(zip(series["columns"], values)) for values in series["values"]]
+            events[tags["ent"], tags["fac"], tags["rule"]] = [
+                StoredEvent(r["time"], r["id"], r["state"], r["started"], r["duration_s"],
+                            json.loads(r["context"] or "{}"), r["county"], r["severity"])
+                for r in rows
+            ]
+        return events
+
+    def reconcile(
+        self, site: Site, rule: Rule, condition: Condition, before: StoredEvent | None,
+        within: Iterable[StoredEvent], report: Report,
+    ) -> list[bytes]:
+        """Scan the window from the episode stored as open at its start; write what differs from the store."""
+        start, end = site.readings.start, site.readings.end
+        within = list(within)
+        earlier: dict[str, Episode] = {}  # episodes that began before the window, as stored
+        if before is not None and before.state == "open":
+            earlier[before.id] = Episode(before.id, before.started, before.time, before.context)
+        for event in within:
+            if event.state == "retracted" or event.started >= start:
+                continue
+            known = earlier.get(event.id)
+            opened = known.opened if known else event.started + condition.duration * 60
+            episode = Episode(event.id, event.started, opened, event.context)
+            if event.state == "closed":
+                episode = replace(episode, ended=event.started + event.duration_s, closed=event.time)
+            earlier[event.id] = episode
+        seed, scan_from = None, start
+        last = max(earlier.values(), key=lambda e: e.started, default=None)
+        if last is not None:
+            if last.ended is not None and last.ended < start:
+                scan_from = last.closed or start  # it ended before the data we read: keep it as stored
+            else:
+                seed = replace(last, ended=None, closed=None)  # still open, or its end is ours to judge again
+        settled = set(earlier) - ({seed.id} if seed else set())
+
+        def make_id(started: int) -> str:
+            return episode_id(rule.name, site.enterprise.id, condition.subject, started)
+
+        derived: dict[tuple[int, str, str], Episode] = {}
+        for episode in scan(range(scan_from, end, 60), condition.minutes, condition.duration,
+                            self.config.hold_off_minutes, make_id, seed):
+            if episode.opened >= start:
+                derived[episode.opened, episode.id, "open"] = episode
+            if episode.closed is not None:
+                derived[episode.closed, episode.id, "closed"] = episode
+        stored = {(e.time, e.id, e.state): e for e in within if e.id not in settled}
+        lines = []
+        for (time, event_id, state), episode in sorted(derived.items()):
+            if (time, event_id, state) not in stored:
+                lines.append(self.event_line(site.enterprise, rule, condition, episode, state, time))
+                report.opened += state == "open"
+                report.closed += state == "closed"
+        derived_times = {time for time, _event_id, _state in derived}
+        for (time, event_id, state), event in stored.items():
+            # An event at a time a derived event takes is overwritten by it; any other is withdrawn.
+            if state != "retracted" and (time, event_id, state) not in derived and time not in derived_times:
+                tags = {"ent": site.enterprise.id, "county": event.county, "fac": condition.subject,
+                        "rule": rule.name, "severity": event.severity}
+                lines.append(point("alarm", tags, {"state": "retracted"}, time))
+                report.retracted += 1
+                log.info("alarm {id} {state} at {time} retracted: the data no longer supports it",
+                         id=event_id, state=state, time=time)
+        return lines
+
+    def event_line(
+        self, enterprise: Enterprise, rule: Rule, condition: Condition, episode: Episode, state: str, time: int
+    ) -> bytes:
+        held = (episode.ended if state == "closed" else episode.opened) - episode.started
+        alarm = Alarm(
+            id=episode.id, rule=rule.name, enterprise=enterprise.id, county=enterprise.county,
+            facility=condition.subject, severity=rule.severity, state=state,  # type: ignore[arg-type]
+            started=episode.started, ended=episode.ended if state == "closed" else None, minutes=held // 60,
+            template=condition.template, context=episode.context,
+        )
+        message = self.plugins.first("gkjk_alarm_message", alarm=alarm, enterprise=enterprise) or ""
+        log.info("alarm {state}: {message}", state=state, message=message)
+        tags = {"ent": enterprise.id, "county": enterprise.county, "fac": condition.subject, "rule": rule.name,
+                "severity": rule.severity}
+        fields = {"id": episode.id, "state": state, "message": message, "started": episode.started,
+                  "duration_s": held, "context": json.dumps(dict(episode.context), ensure_ascii=False, sort_keys=True)}
+        return point("alarm", tags, fields, time)
+
+    def states(self, site: Site, report: Report) -> list[bytes]:
+        """Run state (0/1) and fan load (%) of every metered facility, per minute of the window."""
+        lines = []
+        facilities = (*site.enterprise.facilities.production, *site.enterprise.facilities.treatment)
+        for facility in facilities:
+            if not site.points(facility.id, *RUN_QUANTITIES):
+                continue
+            tags = {"ent": site.enterprise.id, "county": site.enterprise.county, "fac": facility.id}
+            for minute in site.minutes:
+                fields: dict[str, Any] = {}
+                running = site.running(facility.id, minute)
+                if running is not None:
+                    fields["run"] = int(running)
+                load = site.load(facility.id, minute)
+                if load is not None:
+                    fields["load"] = round(load, 1)
+                if fields:
+                    lines.append(point("state", tags, fields, minute))
+        report.states += len(lines)
+        return lines
+
+    def tick(self, now: float) -> Deferred[None]:
+        """One evaluation for the LoopingCall: failures are logged, never stop the loop."""
+        d = Deferred.fromCoroutine(self.evaluate(now))
+        d.addCallbacks(
+            lambda r: log.info("rules: {opened} opened, {closed} closed, {retracted} retracted, {states} states; "
+                               "plugin failures {failures}", opened=r.opened, closed=r.closed,
+                               retracted=r.retracted, states=r.states, failures=dict(self.plugins.failures)),
+            lambda f: log.failure("rules evaluation failed", f),
+        )
+        return d
+
+
+def run(config: Config) -> None:
+    """`gkjk rules`: evaluate every `[rules] interval` seconds until SIGTERM/SIGINT; SIGHUP reloads the registry."""
+    import sys
+
+    from twisted.internet import reactor, threads
+    from twisted.internet.task import LoopingCall
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    from gkjk.registry import RegistryHolder
+    from ingest_twisted.server import influx_client
+
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
+    holder = RegistryHolder(Path(config.registry.path))
+    plugins = Plugins(parse_disabled(config.rules.disabled_plugins))
+    log.info("rule plugins: {names}", names=", ".join(plugins.names))
+    client = influx_client(config, reactor)
+    engine = Engine(client, lambda: holder.current, plugins, config.rules)
+    loop = LoopingCall(lambda: engine.tick(reactor.seconds()))
+    loop.clock = reactor
+
+    def reload() -> None:
+        d = threads.deferToThread(holder.reload)
+        d.addCallbacks(lambda changes: log.info("registry reloaded: {c}", c="; ".join(changes) or "no changes"),
+                       lambda f: log.error("registry reload refused: {e}", e=str(f.value)))
+
+    def started() -> None:
+        ensured = client.ensure_database()
+        ensured.addErrback(lambda f: log.failure("cannot create the database; evaluating anyway", f))
+        ensured.addCallback(lambda _: loop.start(config.rules.interval, now=True))
+
+    signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(reload))
+    reactor.callWhenRunning(started)
+    reactor.run()

@@ -1,0 +1,281 @@
+"""Telegraf configs: TOML, only documented option names, the committed sample is current, and they read the simulator.
+
+telegraf/allowed_options.toml lists, per plugin, the option names of Telegraf's documented sample configs; every
+generated file is checked against it. The last test reads the simulator the way a generated config tells Telegraf
+to (register table, address, FLOAT32 in the byte order) and expects the device model's values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import struct
+import tomllib
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from pymodbus.client import AsyncModbusTcpClient
+
+from gkjk import cli
+from gkjk.config import InfluxConfig
+from gkjk.registry import load_registry
+from ingest_twisted.field import layout, telegraf
+from ingest_twisted.field.modbus_sim import SiteSimulator
+from ingest_twisted.field.registers import BYTE_ORDERS, KIND_OF_QUANTITY
+from ingest_twisted.field.scenario import Scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+ALLOWED = tomllib.loads((ROOT / "telegraf" / "allowed_options.toml").read_text(encoding="utf-8"))
+GENERATED = ROOT / "telegraf" / "generated"
+DEMO = ROOT / "registry" / "demo"
+SITE = ROOT / "tests" / "data" / "field" / "site.yaml"
+README = ROOT / "telegraf" / "README.md"
+PLATFORM_TAGS = {"mn", "ent", "county", "fac"}
+
+VARIANTS = {
+    "defaults": telegraf.Options(),
+    "credentials": telegraf.Options(
+        modbus_host="10.20.0.7", port_base=502, byte_order="CDAB", hosts_database="hosts",
+        influx=InfluxConfig(url="https://influx.example:8086", database="gkjk", retention_policy="rtd_90d",
+                            username="writer", password="secret", org="bureau", timeout=2.5)),
+}
+
+
+def _names(section: dict[str, Any]) -> set[str]:
+    names = set(section.get("options", []))
+    if "common" in section:
+        names |= set(ALLOWED["common"][section["common"]]["options"])
+    return names
+
+
+def _check_table(table: dict[str, Any], path: str, where: str) -> None:
+    section = ALLOWED["sections"].get(path)
+    assert section is not None, f"{where}: [{path}] has no entry in allowed_options.toml"
+    if section.get("free"):
+        return
+    allowed = _names(section)
+    for key, value in table.items():
+        assert key in allowed, f"{where}: {path}.{key} is not in Telegraf's documented options ({section['source']})"
+        child = f"{path}.{key}"
+        if child in ALLOWED["sections"]:
+            for item in value if isinstance(value, list) else [value]:
+                _check_table(item, child, where)
+        elif key in section.get("items", {}):
+            for item in value:
+                unknown = set(item) - set(section["items"][key])
+                assert not unknown, f"{where}: {child} items use {unknown} ({section['source']})"
+
+
+def check_options(text: str, where: str) -> dict[str, Any]:
+    """Parse a generated config and check every option name against allowed_options.toml."""
+    doc = tomllib.loads(text)
+    assert set(doc) <= {"agent", "inputs", "outputs", "processors"}, where
+    _check_table(doc["agent"], "agent", where)
+    for kind in ("inputs", "outputs", "processors"):
+        for plugin, instances in doc.get(kind, {}).items():
+            for instance in instances:
+                _check_table(instance, f"{kind}.{plugin}", where)
+    return doc
+
+
+def test_allowed_options_name_their_documentation() -> None:
+    for entry in [*ALLOWED["common"].values(), *ALLOWED["sections"].values()]:
+        assert entry["source"].startswith("https://github.com/influxdata/telegraf/blob/master/")
+        assert entry.get("free") or entry["options"]
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_every_generated_file_is_toml_with_documented_options_only(variant: str) -> None:
+    files = telegraf.render(load_registry(DEMO), VARIANTS[variant])
+    assert files
+    for name, text in files.items():
+        check_options(text, f"{variant}: {name}")
+
+
+def test_option_check_catches_an_undocumented_option() -> None:
+    text = telegraf.render(load_registry(SITE), telegraf.Options())["influxdb_v1/91320682MA1FLD000G.conf"]
+    with pytest.raises(AssertionError, match="inputs.modbus.request.byteorder"):
+        check_options(text.replace("byte_order =", "byteorder =", 1), "edited")
+    with pytest.raises(AssertionError, match="items use"):
+        check_options(text.replace(", type = ", ", datatype = ", 1), "edited")
+
+
+def test_committed_sample_equals_a_fresh_generation() -> None:
+    fresh = telegraf.render(load_registry(DEMO), telegraf.Options())
+    committed = {str(p.relative_to(GENERATED)): p.read_text(encoding="utf-8")
+                 for p in sorted(GENERATED.rglob("*")) if p.is_file()}
+    assert committed.keys() == fresh.keys(), "run: gkjk telegraf build --registry registry/demo"
+    for name, text in fresh.items():
+        assert committed[name] == text, f"telegraf/generated/{name} is stale: run gkjk telegraf build"
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_site_configs_read_every_modbus_point_once_with_the_platform_tags(variant: str) -> None:
+    options = VARIANTS[variant]
+    registry = load_registry(DEMO)
+    files = telegraf.render(registry, options)
+    for output in telegraf.OUTPUTS:
+        for enterprise_id, enterprise in registry.enterprises.items():
+            doc = tomllib.loads(files[f"{output}/{enterprise_id}.conf"])
+            assert doc["agent"]["omit_hostname"] is True
+            inputs = {i["name"]: i for i in doc["inputs"]["modbus"]}
+            for index, device in enumerate(enterprise.devices):
+                instruments = layout.instruments(device)
+                if not instruments:
+                    assert device.mn not in inputs
+                    continue
+                modbus = inputs[device.mn]
+                assert modbus["controller"] == f"tcp://{options.modbus_host}:{options.port_base + index}"
+                assert modbus["interval"] == f"{device.rtd_interval}s"
+                assert modbus["configuration_type"] == "request" and modbus["exclude_register_type_tag"] is True
+                expected = {(b.point.factor + "-Rtd", i.slave_id, b.register.table, b.register.address)
+                            for i in instruments for b in i.bindings}
+                read = set()
+                for request in modbus["request"]:
+                    assert request["byte_order"] == options.byte_order in BYTE_ORDERS
+                    assert request["measurement"] == "rtd"
+                    assert request["tags"] == {"mn": device.mn, "ent": enterprise.id, "county": enterprise.county,
+                                               "fac": request["tags"]["fac"]}
+                    assert set(request["tags"]) == PLATFORM_TAGS
+                    for field in request["fields"]:
+                        assert field.get("type") == ("FLOAT32" if request["register"] == "holding" else None)
+                        read.add((field["name"], request["slave_id"], request["register"], field["address"]))
+                assert read == expected
+                modbus_points = [p for p in device.points if p.quantity in KIND_OF_QUANTITY]
+                assert len(read) == len(modbus_points)  # every point once: no duplicate field names
+
+
+def test_outputs_follow_the_platform_influx_settings() -> None:
+    files = telegraf.render(load_registry(SITE), VARIANTS["credentials"])
+    v1 = tomllib.loads(files["influxdb_v1/91320682MA1FLD000G.conf"])["outputs"]["influxdb"][0]
+    assert v1 == {"urls": ["https://influx.example:8086"], "database": "gkjk", "skip_database_creation": True,
+                  "retention_policy": "rtd_90d", "timeout": "2.5s", "username": "${GKJK_INFLUX_USERNAME}",
+                  "password": "${GKJK_INFLUX_PASSWORD}"}
+    v2 = tomllib.loads(files["influxdb_v2/91320682MA1FLD000G.conf"])["outputs"]["influxdb_v2"][0]
+    assert v2 == {"urls": ["https://influx.example:8086"], "token": "${GKJK_INFLUX_TOKEN}", "organization": "bureau",
+                  "bucket": "gkjk", "timeout": "2.5s"}
+    hosts = tomllib.loads(files["influxdb_v1/platform_hosts.conf"])
+    assert hosts["outputs"]["influxdb"][0]["database"] == "hosts"
+    assert hosts["outputs"]["influxdb"][0]["skip_database_creation"] is False
+    assert hosts["agent"]["omit_hostname"] is False
+    assert {p["pattern"] for p in hosts["inputs"]["procstat"] if "pattern" in p} == {"gkjk serve"}
+    assert {p["exe"] for p in hosts["inputs"]["procstat"] if "exe" in p} == {"influxd"}
+    assert set(hosts["inputs"]) == {"cpu", "mem", "disk", "net", "procstat"}
+
+
+def test_build_writes_the_files_and_removes_configs_it_no_longer_produces(tmp_path: Path) -> None:
+    stale = tmp_path / "influxdb_v1" / "91320682MA1P7Q3K3X.conf"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("# an enterprise that left the registry\n", encoding="utf-8")
+    notes = tmp_path / "influxdb_v1" / "NOTES.txt"
+    notes.write_text("kept\n", encoding="utf-8")
+    written = telegraf.build(load_registry(SITE), tmp_path, telegraf.Options())
+    assert sorted(str(p.relative_to(tmp_path)) for p in written) == sorted(
+        f"{output}/{name}" for output in telegraf.OUTPUTS for name in ("91320682MA1FLD000G.conf", "platform_hosts.conf"))
+    assert not stale.exists() and notes.exists()
+
+
+def test_cli_builds_the_configs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cli.main(["telegraf", "build", "--registry", str(SITE), "--out", str(tmp_path), "--byte-order", "DCBA"])
+    assert "4 Telegraf configs written" in capsys.readouterr().out
+    assert 'byte_order = "DCBA"' in (tmp_path / "influxdb_v2" / "91320682MA1FLD000G.conf").read_text(encoding="utf-8")
+
+
+def test_readme_has_telegrafs_section_order() -> None:
+    headings = [line for line in README.read_text(encoding="utf-8").splitlines() if line.startswith("## ")]
+    assert headings == ["## Description", "## Configuration", "## Metrics", "## Example output",
+                        "## Troubleshooting"]
+
+
+# --- the generated config against the simulator -------------------------------------------------------------------
+
+
+def free_port_base(count: int) -> int:
+    """A base port with `count` free ports after it (the configs address devices as base + index)."""
+    for _ in range(100):
+        base = random.randrange(20000, 60000)
+        sockets: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError("no free ports")
+
+
+def telegraf_float32(words: list[int], byte_order: str) -> float:
+    """Decode as Telegraf's modbus plugin does (type_conversions32.go)."""
+    raw = struct.pack(">HH", *words)
+    value = {
+        "ABCD": lambda b: int.from_bytes(b, "big"),
+        "DCBA": lambda b: int.from_bytes(b, "little"),
+        "BADC": lambda b: int.from_bytes(b[0:2], "little") << 16 | int.from_bytes(b[2:4], "little"),
+        "CDAB": lambda b: int.from_bytes(b[2:4], "big") << 16 | int.from_bytes(b[0:2], "big"),
+    }[byte_order](raw)
+    return struct.unpack(">f", value.to_bytes(4, "big"))[0]
+
+
+async def gather(doc: dict[str, Any]) -> dict[tuple[str, ...], dict[str, float]]:
+    """What the config's inputs.modbus sections would collect: fields per (measurement, tags)."""
+    metrics: dict[tuple[str, ...], dict[str, float]] = {}
+    for modbus in doc["inputs"]["modbus"]:
+        address = urlsplit(modbus["controller"])
+        client = AsyncModbusTcpClient(address.hostname, port=address.port, retries=0, timeout=2)
+        assert await client.connect()
+        for request in modbus["request"]:
+            key = (request["measurement"], *sorted(request["tags"].items()))
+            for field in request["fields"]:
+                if request["register"] == "holding":
+                    response = await client.read_holding_registers(field["address"], count=2,
+                                                                   device_id=request["slave_id"])
+                    value = telegraf_float32(response.registers, request["byte_order"])
+                else:
+                    response = await client.read_discrete_inputs(field["address"], count=1,
+                                                                 device_id=request["slave_id"])
+                    value = float(response.bits[0])
+                metrics.setdefault(key, {})[field["name"]] = value
+        client.close()
+    return metrics
+
+
+@pytest.mark.parametrize("byte_order", BYTE_ORDERS)
+def test_a_generated_config_reads_the_model_values_from_the_simulator(byte_order: str) -> None:
+    registry = load_registry(SITE)
+    enterprise = registry.enterprises["91320682MA1FLD000G"]
+    base = free_port_base(len(enterprise.devices))
+    options = telegraf.Options(port_base=base, byte_order=byte_order)
+    doc = tomllib.loads(telegraf.render(registry, options)["influxdb_v1/91320682MA1FLD000G.conf"])
+
+    async def scenario() -> dict[tuple[str, ...], dict[str, float]]:
+        simulator = SiteSimulator(registry, enterprise.id, Scenario(start=datetime(2024, 5, 6, 9, 0)),
+                                  byte_order=byte_order, port_base=base)
+        try:
+            await simulator.step(simulator.start_time)
+            collected = await gather(doc)
+            expected: dict[tuple[str, ...], dict[str, float]] = {}
+            for gateway in simulator.gateways:
+                for instrument in gateway.instruments:
+                    tags = {"county": enterprise.county, "ent": enterprise.id, "fac": instrument.facility,
+                            "mn": gateway.device.mn}
+                    for binding in instrument.bindings:
+                        value = gateway.values[binding.point.factor]
+                        value = float(value >= 0.5) if binding.register.table == "discrete" else value
+                        expected.setdefault(("rtd", *sorted(tags.items())), {})[f"{binding.point.factor}-Rtd"] = (
+                            struct.unpack(">f", struct.pack(">f", value))[0])
+            assert collected == expected
+            return collected
+        finally:
+            await simulator.stop()
+
+    collected = asyncio.run(scenario())
+    assert sum(len(fields) for fields in collected.values()) == 16  # every point of the site but carbon hours
