@@ -64,13 +64,15 @@ class Connection:
         self.in_flight[qn] = now
         self.out += frame
 
-    def flush(self) -> None:
+    def flush(self) -> bool:
+        """Send what the socket takes; True if output is left over."""
         if self.out:
             try:
                 sent = self.sock.send(self.out)
             except BlockingIOError:
-                return
+                return True
             del self.out[:sent]
+        return bool(self.out)
 
     def read(self, now: float, latencies: list[float]) -> None:
         try:
@@ -98,7 +100,7 @@ class Connection:
 def run(args: argparse.Namespace) -> dict:
     devices = json.loads(Path(args.devices).read_text())[args.offset: args.offset + args.connections]
     per_device = int(args.seconds * (args.rate or args.max_rate) / len(devices)) + args.window
-    start = datetime(2026, 1, 1) + timedelta(days=args.offset)
+    start = datetime(2026, 1, 1) + timedelta(days=args.offset + args.start_day)
     qn_base = datetime.now().replace(microsecond=0)
     frame_sets = [build_frames(d["mn"], d["pw"], per_device, start, qn_base) for d in devices]
     connections = [Connection(args.host, args.port, frames, args.window) for frames in frame_sets]
@@ -106,6 +108,7 @@ def run(args: argparse.Namespace) -> dict:
     for connection in connections:
         selector.register(connection.sock, selectors.EVENT_READ, connection)
     latencies: list[float] = []
+    dirty: set[Connection] = set()
     sent = 0
     began = time.monotonic()
     deadline = began + args.seconds
@@ -122,6 +125,7 @@ def run(args: argparse.Namespace) -> dict:
                 turn += 1
                 if connection.can_send():
                     connection.queue_one(now)
+                    dirty.add(connection)
                     sent += 1
                     allowed -= 1
                     progressed = True
@@ -129,8 +133,7 @@ def run(args: argparse.Namespace) -> dict:
                         break
             if not progressed:
                 break
-        for connection in connections:
-            connection.flush()
+        dirty = {connection for connection in dirty if connection.flush()}
         for key, _ in selector.select(timeout=0.002):
             key.data.read(time.monotonic(), latencies)
     elapsed = time.monotonic() - began
@@ -169,6 +172,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rate", type=float, default=0.0, help="packets/s target; 0: as fast as acknowledged")
     parser.add_argument("--max-rate", type=float, default=30000.0, help="frames to pre-build per second when --rate 0")
+    parser.add_argument("--start-day", type=int, default=0,
+                        help="days after 2026-01-01 where DataTimes start (another run's records stay distinct)")
     parser.add_argument("--window", type=int, default=50, help="unacknowledged uploads per connection")
     print(json.dumps(run(parser.parse_args())), flush=True)
 
