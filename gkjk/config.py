@@ -89,6 +89,7 @@ class RulesConfig:
     interval: float = 60.0
     lookback_minutes: int = 60
     hold_off_minutes: int = 5
+    context_minutes: int = 10
     disabled_plugins: str = ""
 
 
@@ -190,6 +191,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("[rules] interval: must be positive")
     if config.rules.hold_off_minutes < 0:
         raise ConfigError("[rules] hold_off_minutes: must not be negative")
+    if config.rules.context_minutes < 0:
+        raise ConfigError("[rules] context_minutes: must not be negative")
     if config.rules.lookback_minutes <= config.rules.hold_off_minutes:
         raise ConfigError("[rules] lookback_minutes: must be longer than hold_off_minutes")
     if config.spool.fsync_interval < 0:

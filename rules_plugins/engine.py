@@ -1,11 +1,13 @@
 """The rule engine: every `[rules] interval` seconds, read the last `lookback_minutes` of real-time data for
 all enterprises in one InfluxQL query, let every rule judge each minute, and store alarm events and states.
 
-Nothing is kept in memory between evaluations: the episodes already open come back from the `alarm`
-measurement, so a restart resumes them, and each evaluation rewrites the window from data alone. Events the
-data no longer supports (late data showed the fan was on after all) are overwritten with state "retracted";
-events it does support are written at the same time with the same tags, so repeating an evaluation
-overwrites instead of duplicating. See docs/schema.md (`alarm`, `state`) and docs/plugins.md.
+Nothing a result depends on lives only in memory: the episodes already open come back from the `alarm`
+measurement, and the device watch markers (rules_plugins.watch) from `state` when the engine starts, so a restart
+resumes them, and each evaluation derives the window from data alone. What was last written to `state` is
+remembered, to skip rewriting unchanged minutes (rules_plugins.states). Events the data no longer supports (late
+data showed the fan was on after all) are overwritten with state "retracted"; events it does support are written
+at the same time with the same tags, so repeating an evaluation overwrites instead of duplicating. See
+docs/schema.md (`alarm`, `state`) and docs/plugins.md.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import signal
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,10 +27,12 @@ from gkjk.config import Config, RulesConfig
 from gkjk.registry import Enterprise, Registry
 from ingest_twisted.influx import InfluxClient
 from ingest_twisted.lineprotocol import point
+from rules_plugins import watch as watching
 from rules_plugins.episodes import Episode, episode_id, scan
 from rules_plugins.model import Alarm, Condition, Rule
 from rules_plugins.plugins import Plugins, parse_disabled
-from rules_plugins.site import RUN_QUANTITIES, Readings, Site
+from rules_plugins.site import Readings, Site
+from rules_plugins.states import StateWriter
 
 log = Logger()
 
@@ -63,6 +66,17 @@ class Report:
     states: int = 0
 
 
+def minute_means(rows: list[list[Any]]) -> list[float | None]:
+    """Per column, the mean of one minute's rows (several points of a logger, or uploads every 30 s)."""
+    if len(rows) == 1:
+        return rows[0][1:]
+    means: list[float | None] = []
+    for column in zip(*rows):
+        known = [v for v in column if v is not None]
+        means.append(sum(known) / len(known) if known else None)
+    return means[1:]
+
+
 class Engine:
     """Evaluates every enterprise of the registry over the window that ends at the last whole minute."""
 
@@ -73,6 +87,8 @@ class Engine:
         self.registry = registry
         self.plugins = plugins
         self.config = config
+        self.states = StateWriter()
+        self.watch: watching.Watch | None = None  # read from `state` once, then kept up to date
 
     async def evaluate(self, now: float) -> Report:
         """Judge the `lookback_minutes` whole minutes before `now` (epoch s) and write what changed."""
@@ -81,14 +97,18 @@ class Engine:
         registry = self.registry()
         readings = await self.read(registry, start, end)
         before, within = await self.stored(start)
+        if self.watch is None:
+            self.watch = await watching.stored(self.client)
+        watch, lines = watching.update(self.watch, registry, readings, end)
         report = Report(start, end)
         defaults: dict[str, dict[str, float]] = {}
-        lines: list[bytes] = []
         for enterprise in registry.enterprises.values():
             if enterprise.industry not in defaults:
                 defaults[enterprise.industry] = self.plugins.defaults(enterprise.industry)
-            site = Site(enterprise, registry, readings, defaults[enterprise.industry])
-            lines.extend(self.states(site, report))
+            site = Site(enterprise, registry, readings, defaults[enterprise.industry], watch)
+            states = self.states.lines(site)
+            report.states += len(states)
+            lines.extend(states)
             for plugin, rule in self.plugins.rules(enterprise):
                 try:
                     conditions = list(rule.conditions(site))
@@ -100,34 +120,53 @@ class Engine:
                     lines.extend(self.reconcile(site, rule, condition, before.get(key), within.get(key, ()), report))
         for i in range(0, len(lines), WRITE_BATCH):
             await self.client.write(b"\n".join(lines[i:i + WRITE_BATCH]), precision="s")
+        self.states.commit()  # only once stored: after a failed write the next evaluation writes it all again
+        self.watch = watch
         return report
 
     async def read(self, registry: Registry, start: int, end: int) -> Readings:
-        """Minute means of every registered factor, all devices in one query; readings stand for the device's
-        upload interval plus a minute of grace (loggers' clocks jitter across minute boundaries)."""
+        """Minute means of every registered factor, all devices in one query, from `context_minutes` before the
+        window; readings stand for the device's upload interval plus a minute of grace (loggers' clocks jitter
+        across minute boundaries). Raw points are averaged here: InfluxDB's GROUP BY time(1m) took 4x longer."""
         stands = {mn: math.ceil(ref.device.rtd_interval / 60) + 1 for mn, ref in registry.devices.items()}
         factors = sorted({p.factor.lower() for ref in registry.devices.values() for p in ref.device.points})
+        first = start - self.config.context_minutes * 60  # rules may look back this far (start_stop)
         if not factors:
-            return Readings(start, end)
+            return Readings(start, end, first)
         lead = (max(stands.values()) - 1) * 60
-        query = (f'SELECT mean(/(?i)^({"|".join(factors)})-Rtd$/) FROM "rtd" '
-                 f'WHERE time >= {start - lead}s AND time < {end}s GROUP BY time(1m), "mn" fill(none)')
+        query = (f'SELECT /(?i)^({"|".join(factors)})-Rtd$/ FROM "rtd" '
+                 f'WHERE time >= {first - lead}s AND time < {end}s GROUP BY "mn"')
         result = await self.client.query(query, epoch="s")
-        values: dict[tuple[str, str], dict[int, float]] = defaultdict(dict)
-        present: dict[str, set[int]] = defaultdict(set)
+        values: dict[tuple[str, str], dict[int, float]] = {}
+        present: dict[str, frozenset[int]] = {}
         for series in result["results"][0].get("series", []):
             mn = series["tags"]["mn"].upper()
             if mn not in stands:
                 continue
-            window = range(start, end, 60)
-            factor_columns = [column[len("mean_"):-len("-Rtd")].lower() for column in series["columns"][1:]]
-            for row in series["values"]:  # ascending time: a later reading overrides an earlier one's standing
-                held = [m for m in range(row[0], row[0] + stands[mn] * 60, 60) if m in window]
-                present[mn].update(held)
-                for factor, value in zip(factor_columns, row[1:]):
+            columns = [column[:-len("-Rtd")].lower() for column in series["columns"][1:]]
+            held_by_mn = set(present.get(mn, ()))  # the same MN in another letter case adds to it
+            points, stand = series["values"], stands[mn] * 60  # points in ascending time
+            i = 0
+            while i < len(points):
+                minute = points[i][0] - points[i][0] % 60
+                j = i + 1
+                while j < len(points) and points[j][0] - points[j][0] % 60 == minute:
+                    j += 1
+                means, i = minute_means(points[i:j]), j
+                held = range(max(minute, first), min(minute + stand, end), 60)
+                if not held:
+                    continue
+                # A later reading overrides an earlier one's standing.
+                for column, value in zip(columns, means):
                     if value is not None:
-                        values[mn, factor].update(dict.fromkeys(held, value))
-        return Readings(start, end, dict(values), {mn: frozenset(m) for mn, m in present.items()})
+                        target = values.get((mn, column))
+                        if target is None:
+                            target = values[mn, column] = {}
+                        for m in held:
+                            target[m] = value
+                held_by_mn.update(held)
+            present[mn] = frozenset(held_by_mn)
+        return Readings(start, end, first, values, present)
 
     async def stored(self, start: int) -> tuple[dict[Key, StoredEvent], dict[Key, list[StoredEvent]]]:
         """Per alarm series: the last live event before the window, and every event inside it."""
@@ -224,27 +263,6 @@ class Engine:
         fields = {"id": episode.id, "state": state, "message": message, "started": episode.started,
                   "duration_s": held, "context": json.dumps(dict(episode.context), ensure_ascii=False, sort_keys=True)}
         return point("alarm", tags, fields, time)
-
-    def states(self, site: Site, report: Report) -> list[bytes]:
-        """Run state (0/1) and fan load (%) of every metered facility, per minute of the window."""
-        lines = []
-        facilities = (*site.enterprise.facilities.production, *site.enterprise.facilities.treatment)
-        for facility in facilities:
-            if not site.points(facility.id, *RUN_QUANTITIES):
-                continue
-            tags = {"ent": site.enterprise.id, "county": site.enterprise.county, "fac": facility.id}
-            for minute in site.minutes:
-                fields: dict[str, Any] = {}
-                running = site.running(facility.id, minute)
-                if running is not None:
-                    fields["run"] = int(running)
-                load = site.load(facility.id, minute)
-                if load is not None:
-                    fields["load"] = round(load, 1)
-                if fields:
-                    lines.append(point("state", tags, fields, minute))
-        report.states += len(lines)
-        return lines
 
     def tick(self, now: float) -> Deferred[None]:
         """One evaluation for the LoopingCall: failures are logged, never stop the loop."""

@@ -29,6 +29,9 @@ DEFAULT_PLUGINS = (
     "rules_plugins.builtin.low_load",
     "rules_plugins.builtin.combustion",
     "rules_plugins.builtin.ph",
+    "rules_plugins.builtin.spray_off",
+    "rules_plugins.builtin.carbon",
+    "rules_plugins.builtin.start_stop",
     "rules_plugins.builtin.offline",
 )
 

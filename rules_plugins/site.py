@@ -6,10 +6,14 @@ when a facility runs, and so the engine can store the same state it judged by (m
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from gkjk.registry import Enterprise, PointRef, Registry
+
+if TYPE_CHECKING:
+    from rules_plugins.watch import Watch
 
 RUN_QUANTITIES = frozenset({"current", "fan_current", "switch"})
 
@@ -20,6 +24,7 @@ class Readings:
 
     start: int  # epoch s, first minute of the window
     end: int  # epoch s, end of the window (exclusive, on a minute)
+    first: int  # epoch s, first minute read: rules may look back to it, alarms are judged from `start`
     values: Mapping[tuple[str, str], Mapping[int, float]] = field(default_factory=dict)  # (MN, factor) -> minute
     present: Mapping[str, frozenset[int]] = field(default_factory=dict)  # MN -> minutes with a standing reading
 
@@ -32,13 +37,16 @@ class Site:
     """What the rules see of one enterprise: its registry entry, its readings and its thresholds."""
 
     def __init__(
-        self, enterprise: Enterprise, registry: Registry, readings: Readings, thresholds: Mapping[str, float]
+        self, enterprise: Enterprise, registry: Registry, readings: Readings, thresholds: Mapping[str, float],
+        watch: Watch,
     ) -> None:
         self.enterprise = enterprise
         self.registry = registry
         self.readings = readings
         self.thresholds = thresholds
-        self._running: dict[tuple[str, int], bool | None] = {}
+        self.watch = watch
+        self._running: dict[str, dict[int, bool]] = {}  # facility -> minute -> state, computed once per facility
+        self._load: dict[str, dict[int, float]] = {}
         self._points: dict[tuple[str, tuple[str, ...]], tuple[PointRef, ...]] = {}
 
     @property
@@ -53,8 +61,12 @@ class Site:
                 p for p in self.registry.points_of(self.enterprise.id, facility_id) if p.quantity in quantities)
         return self._points[key]
 
+    def series(self, ref: PointRef) -> Mapping[int, float]:
+        """Minute -> value of a point, over the minutes read."""
+        return self.readings.values.get((ref.device.mn, ref.point.factor.lower()), {})
+
     def value(self, ref: PointRef, minute: int) -> float | None:
-        return self.readings.values.get((ref.device.mn, ref.point.factor.lower()), {}).get(minute)
+        return self.series(ref).get(minute)
 
     def mean(self, refs: Iterable[PointRef], minute: int) -> float | None:
         """Mean over the points that have a reading this minute (the phases of a fan, two thermocouples)."""
@@ -64,26 +76,47 @@ class Site:
     def present(self, mn: str, minute: int) -> bool:
         return minute in self.readings.present.get(mn, ())
 
+    def watched(self, mn: str) -> int | None:
+        """The minute the engine started watching this device (rules_plugins.watch)."""
+        return self.watch.watched.get(mn)
+
+    def first_seen(self, mn: str) -> int | None:
+        """The first minute a reading of this device stood, this window included; None if never."""
+        return self.watch.seen.get(mn)
+
     def point_running(self, ref: PointRef, minute: int) -> bool | None:
         """On when above the point's on_threshold, else above `on_fraction` of rated; None if it cannot tell."""
-        value = self.value(ref, minute)
-        if value is None:
-            return None
+        value, on = self.value(ref, minute), self._on(ref)
+        return None if value is None or on is None else on(value)
+
+    def _on(self, ref: PointRef) -> Callable[[float], bool] | None:
         if ref.quantity == "switch":
-            return value >= 0.5
+            return lambda value: value >= 0.5
         if ref.on_threshold is not None:
-            return value > ref.on_threshold
+            threshold = ref.on_threshold
+            return lambda value: value > threshold
+        if ref.quantity == "spray":  # a pump's on/off signal unless it has an on_threshold
+            return lambda value: value >= 0.5
         if ref.rated is not None:
-            return value > self.thresholds["on_fraction"] * ref.rated
+            threshold = self.thresholds["on_fraction"] * ref.rated
+            return lambda value: value > threshold
         return None
 
     def running(self, facility_id: str, minute: int) -> bool | None:
         """A facility runs if any of its run points says so; off only if all that report say off."""
-        key = (facility_id, minute)
-        if key not in self._running:
-            states = [self.point_running(r, minute) for r in self.points(facility_id, *RUN_QUANTITIES)]
-            self._running[key] = True if True in states else False if False in states else None
-        return self._running[key]
+        states = self._running.get(facility_id)
+        return (self.run_states(facility_id) if states is None else states).get(minute)
+
+    def run_states(self, facility_id: str) -> Mapping[int, bool]:
+        """Minute -> run state of a facility over the minutes read (computed once: every rule asks)."""
+        states = self._running.get(facility_id)
+        if states is None:
+            states = self._running[facility_id] = {}
+            for ref in self.points(facility_id, *RUN_QUANTITIES):
+                if (on := self._on(ref)) is not None:
+                    for m, value in self.series(ref).items():
+                        states[m] = states.get(m, False) or on(value)
+        return states
 
     def metered(self, facility_id: str) -> bool:
         """Whether the facility has any point its run state can be read from."""
@@ -103,10 +136,16 @@ class Site:
 
     def load(self, facility_id: str, minute: int) -> float | None:
         """Fan current as a percentage of its normal running current (or of rated), mean over phases."""
-        loads = []
-        for ref in self.points(facility_id, "fan_current"):
-            base = ref.normal or ref.rated
-            value = self.value(ref, minute)
-            if base and value is not None:
-                loads.append(100.0 * value / base)
-        return sum(loads) / len(loads) if loads else None
+        return self.loads(facility_id).get(minute)
+
+    def loads(self, facility_id: str) -> Mapping[int, float]:
+        """Minute -> fan load of a facility over the minutes read."""
+        loads = self._load.get(facility_id)
+        if loads is None:
+            parts: dict[int, list[float]] = {}
+            for ref in self.points(facility_id, "fan_current"):
+                if base := ref.normal or ref.rated:
+                    for m, value in self.series(ref).items():
+                        parts.setdefault(m, []).append(100.0 * value / base)
+            loads = self._load[facility_id] = {m: sum(p) / len(p) for m, p in parts.items()}
+        return loads

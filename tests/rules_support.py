@@ -1,18 +1,26 @@
-"""Helpers for the rule engine tests: the test site, rtd lines in the schema of docs/schema.md, alarm rows."""
+"""Helpers for the rule engine tests: the test site, engines on a fresh database, rtd lines in the schema of
+docs/schema.md, alarm rows (test modules import the fixtures by name)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
+import pytest_twisted
+
+from gkjk.config import RulesConfig
 from gkjk.influxd import InfluxServer
 from gkjk.registry import load_registry
+from ingest_twisted.influx import InfluxClient
+from rules_plugins.engine import Engine
+from rules_plugins.plugins import Plugins
 
 REGISTRY = load_registry(Path(__file__).parent / "data" / "rules")
 ENT = "91320682MA1WX0R00P"
 MN1, MN2 = "010000A8900016F0001R0001", "010000A8900016F0001R0002"
-FAC_MN = {"P1": MN1, "T1": MN1, "P2": MN2, "T2": MN2, "T3": MN2}
+FAC_MN = {"P1": MN1, "T1": MN1, "P2": MN2, "T2": MN2, "T3": MN2, "T4": MN2}
 T0 = int(datetime(2026, 11, 23, 2, 0, tzinfo=timezone.utc).timestamp())
 
 
@@ -58,3 +66,27 @@ def alarms(influx: InfluxServer, db: str, rule: str | None = None, live: bool = 
 def brief(rows: list[dict]) -> list[tuple]:
     """(minute, state, facility, started minute, duration in minutes) of each event."""
     return [(r["minute"], r["state"], r["fac"], r["started"], r["duration_s"] / 60) for r in rows]
+
+
+@pytest_twisted.async_yield_fixture
+async def make_engine(influx_db: tuple[InfluxServer, str]) -> AsyncIterator[Callable[..., Engine]]:
+    clients: list[InfluxClient] = []
+
+    def make(db: str | None = None, plugins: Plugins | None = None, **config: object) -> Engine:
+        clients.append(InfluxClient(influx_db[0].url, db or influx_db[1]))
+        return Engine(clients[-1], lambda: REGISTRY, plugins or Plugins(load_entry_points=False),
+                      RulesConfig(**config))
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+def influx(influx_db):
+    return influx_db[0]
+
+
+@pytest.fixture
+def db(influx_db):
+    return influx_db[1]

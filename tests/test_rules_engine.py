@@ -3,41 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
 
 import pytest
 import pytest_twisted
 
-from gkjk.config import RulesConfig
-from gkjk.influxd import InfluxServer
-from ingest_twisted.influx import InfluxClient
-from rules_plugins.engine import Engine
 from rules_plugins.plugins import Plugins
-from rules_support import MN1, REGISTRY, alarms, at, brief, rtd, steady, write
-
-@pytest_twisted.async_yield_fixture
-async def make_engine(influx_db: tuple[InfluxServer, str]) -> AsyncIterator[Callable[..., Engine]]:
-    clients: list[InfluxClient] = []
-
-    def make(db: str | None = None, plugins: Plugins | None = None, **config: object) -> Engine:
-        clients.append(InfluxClient(influx_db[0].url, db or influx_db[1]))
-        return Engine(clients[-1], lambda: REGISTRY, plugins or Plugins(load_entry_points=False),
-                      RulesConfig(**config))
-
-    yield make
-    for client in clients:
-        await client.close()
-
-
-@pytest.fixture
-def influx(influx_db):
-    return influx_db[0]
-
-
-@pytest.fixture
-def db(influx_db):
-    return influx_db[1]
-
+from rules_support import MN1, alarms, at, brief, db, influx, make_engine, rtd, steady, write  # noqa: F401
 
 FURNACE_ON = rtd("P1", "i33200", steady(0, 44, 200))
 
