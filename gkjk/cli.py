@@ -103,6 +103,21 @@ def cmd_telegraf_build(args: argparse.Namespace) -> None:
     print(f"{args.out}: {len(written)} Telegraf configs written")
 
 
+def cmd_grafana_build(args: argparse.Namespace) -> None:
+    from gkjk import grafana
+    from gkjk.registry import RegistryError, load_registry
+
+    config = _config(args)
+    try:
+        registry = load_registry(Path(args.registry or config.registry.path))
+    except RegistryError as error:
+        sys.exit(f"gkjk: site registry error: {error}")
+    for warning in grafana.warnings(registry):
+        print(f"gkjk: grafana: {warning}", file=sys.stderr)
+    written = grafana.build(registry, Path(args.out), config.influx, args.dashboards_path)
+    print(f"{args.out}: {len(written)} Grafana files written")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gkjk", description="Enterprise working-condition monitoring platform")
     common = argparse.ArgumentParser(add_help=False)
@@ -146,6 +161,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_telegraf_arguments(telegraf_build)
     telegraf_build.set_defaults(func=cmd_telegraf_build)
+
+    grafana = commands.add_parser("grafana", help="Grafana provisioning and dashboards (docs/grafana.md)")
+    grafana_commands = grafana.add_subparsers(dest="grafana_command", required=True)
+    grafana_build = grafana_commands.add_parser("build", parents=[common],
+                                                help="write provisioning/ and dashboards/ from the registry")
+    grafana_build.add_argument("--registry", help="registry directory or file (default: [registry] path)")
+    grafana_build.add_argument("--out", default=".", help="directory to write provisioning/ and dashboards/ under")
+    grafana_build.add_argument("--dashboards-path", default="/var/lib/grafana/dashboards/gkjk",
+                               help="where Grafana sees dashboards/ (the file provider's path)")
+    grafana_build.set_defaults(func=cmd_grafana_build)
 
     registry = commands.add_parser("registry", help="site registry tools")
     registry_commands = registry.add_subparsers(dest="registry_command", required=True)

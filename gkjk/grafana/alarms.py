@@ -1,0 +1,79 @@
+"""告警列表: the alarms to act on now and those of the chosen period, filterable by county, enterprise and rule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from grafana_foundation_sdk.builders import dashboard as db, table
+from grafana_foundation_sdk.models import dashboard as model
+
+from gkjk.grafana.common import (
+    ALL_VALUE, COUNTY, DATASOURCE_REF, ENT, county_variable, enterprise_link, enterprise_names, enterprise_variable,
+    place, render,
+)
+from gkjk.grafana.influxql import InfluxQL, open_alarms
+from gkjk.registry import Registry
+
+UID = "gkjk-alarms"
+RULE = '"rule" =~ /^$rule$/'
+FILTERS = f"{COUNTY} AND {ENT} AND {RULE}"
+# Built-in rules (docs/plugins.md); a rule pack's rules show under their tag until they are added here.
+RULE_NAMES = {
+    "treatment_off": "治污设施未开启/停运", "low_load": "低负荷运行", "combustion_temperature": "燃烧温度不足",
+    "ph": "pH 异常", "spray_off": "喷淋未开启", "carbon": "活性炭需更换", "start_stop": "启停不同步",
+    "offline": "掉线", "no_data": "未上报数据",
+}
+SEVERITY = {"high": ("高", "red"), "medium": ("中", "orange"), "low": ("低", "yellow")}
+STATE = {"open": ("开启", "red"), "closed": ("已恢复", "green")}
+RECENT = ('SELECT "state", "message", "duration_s" / 60 AS "持续分钟", "rule", "severity", "ent", "county", "fac" '
+          f'FROM "alarm" WHERE $timeFilter AND "state" != \'retracted\' AND {FILTERS} ORDER BY time DESC LIMIT 1000')
+
+
+def _mapping(values: dict[str, tuple[str, str] | str]) -> list[model.ValueMap]:
+    """Tag value -> Chinese text (and colour)."""
+    return [model.ValueMap({key: model.ValueMappingResult(text=v) if isinstance(v, str)
+                            else model.ValueMappingResult(text=v[0], color=v[1]) for key, v in values.items()})]
+
+
+def _columns(panel: table.Panel, names: list[model.ValueMap]) -> table.Panel:
+    """Chinese headers and readable values for the tag columns both tables share."""
+    def shown(title: str, *more: model.DynamicConfigValue) -> list[model.DynamicConfigValue]:
+        return [model.DynamicConfigValue(id_val="displayName", value=title), *more]
+
+    def mapped(values: list[model.ValueMap]) -> model.DynamicConfigValue:
+        return model.DynamicConfigValue(id_val="mappings", value=values)
+
+    colored = model.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-text"})
+    return (panel.filterable(True)
+            .override_by_name("ent", shown("企业", mapped(names), *enterprise_link()))
+            .override_by_name("county", shown("区县"))
+            .override_by_name("fac", shown("设施"))
+            .override_by_name("rule", shown("规则", mapped(_mapping(RULE_NAMES))))
+            .override_by_name("severity", shown("级别", mapped(_mapping(SEVERITY)), colored))
+            .override_by_name("state", shown("状态", mapped(_mapping(STATE)), colored))
+            .override_by_name("message", shown("告警内容")))
+
+
+def build(registry: Registry) -> dict[str, Any]:
+    """The dashboard JSON."""
+    names = enterprise_names(registry)
+    rule = (db.QueryVariable("rule").label("规则").datasource(DATASOURCE_REF)
+            .query('SHOW TAG VALUES FROM "alarm" WITH KEY = "rule"').multi(True).include_all(True).all_value(ALL_VALUE)
+            .refresh(model.VariableRefresh.ON_DASHBOARD_LOAD).sort(model.VariableSort.ALPHABETICAL_ASC))
+    current = open_alarms('"state", "message", "severity", "started" * 1000 AS "开始时间"', FILTERS,
+                          '"ent", "county", "fac", "rule"')
+    open_table = _columns(
+        table.Panel().title("未关闭告警").description("当前仍处于开启状态的告警，不受时间范围限制")
+        .with_target(InfluxQL(current, result_format="table"))
+        .with_transformation(model.DataTransformerConfig(id_val="organize", options={"excludeByName": {"Time": True}}))
+        .override_by_name("开始时间", [model.DynamicConfigValue(id_val="unit", value="dateTimeAsLocal")]), names)
+    recent = _columns(
+        table.Panel().title("近期告警事件").description("所选时间范围内的告警开启与恢复事件，最新在前")
+        .with_target(InfluxQL(RECENT, result_format="table"))
+        .override_by_name("Time", [model.DynamicConfigValue(id_val="displayName", value="时间")]), names)
+    dashboard = (db.Dashboard("告警列表").uid(UID).tags(["gkjk"]).time("now-7d", "now").refresh("1m")
+                 .timezone("browser").with_variable(county_variable()).with_variable(enterprise_variable(multi=True))
+                 .with_variable(rule)
+                 .with_panel(place(open_table, 0, 0, 24, 10))
+                 .with_panel(place(recent, 0, 10, 24, 14)))
+    return render(dashboard)
