@@ -89,6 +89,20 @@ def cmd_modbus_sim(args: argparse.Namespace) -> None:
         sys.exit(f"gkjk: modbus-sim: {error}")
 
 
+def cmd_logger(args: argparse.Namespace) -> None:
+    from gkjk.registry import RegistryError, load_registry
+    from ingest_twisted.field import logger
+
+    config = _config(args)
+    try:
+        registry = load_registry(Path(args.registry or config.registry.path))
+        logger.main(args, registry, config.ingest.timezone)
+    except RegistryError as error:
+        sys.exit(f"gkjk: site registry error: {error}")
+    except ValueError as error:
+        sys.exit(f"gkjk: logger: {error}")
+
+
 def cmd_telegraf_build(args: argparse.Namespace) -> None:
     from gkjk.registry import RegistryError, load_registry
     from ingest_twisted.field import telegraf
@@ -152,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_modbus_sim_arguments(modbus_sim)
     modbus_sim.set_defaults(func=cmd_modbus_sim)
+
+    data_logger = commands.add_parser("logger", parents=[common],
+                                      help="play a data logger: poll Modbus, upload HJ 212 (docs/field.md)")
+    from ingest_twisted.field.logger import add_arguments as add_logger_arguments
+
+    add_logger_arguments(data_logger)
+    data_logger.set_defaults(func=cmd_logger)
 
     telegraf = commands.add_parser("telegraf", help="Telegraf configs for the sites and the platform's hosts")
     telegraf_commands = telegraf.add_subparsers(dest="telegraf_command", required=True)

@@ -1,0 +1,430 @@
+"""The data-logger emulator (`gkjk logger`): a 数采仪 that polls Modbus instruments and uploads HJ 212.
+
+It reads one registry device's points where `layout.instruments` puts them (the same layout `gkjk modbus-sim`
+serves), sends real-time data (2011) every RtdInterval and minute aggregates (2051, Avg/Min/Max/Flag) to up to
+three platforms, each over its own connection with its own durable queue (`store.UploadQueue`), and answers the
+platforms' commands. When the Modbus gateway cannot be reached it reports a power-loss event (3020) and sends no
+data until the gateway answers again.
+
+Modbus polling runs pymodbus' blocking client in Twisted's thread pool, one poll at a time: the rest of the
+logger stays on the default reactor (no asyncio reactor to install before anything imports Twisted), a hung
+gateway blocks only that thread for the client's timeout, and the platform links never wait on Modbus.
+
+Time can be compressed (`--speed`, simulated seconds per real second): every DataTime is simulated time, so an
+outage of hours piles up its records in seconds. Records due between two polls share the latest reading.
+"""
+
+from __future__ import annotations
+
+import argparse
+import struct
+import sys
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from pymodbus.client import ModbusTcpClient
+from pymodbus.exceptions import ModbusException
+from twisted.internet import threads
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import ReconnectingClientFactory
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
+from twisted.python.failure import Failure
+
+from gkjk.registry import Device, Registry
+from ingest_twisted.field import layout
+from ingest_twisted.field.registers import BYTE_ORDERS
+from ingest_twisted.field.store import DEFAULT_LIMIT, History, UploadQueue
+from ingest_twisted.hj212 import replies, sm4
+from ingest_twisted.hj212.frame import Frame, encode_frame
+from ingest_twisted.hj212.packet import CP, Packet, PacketError, build_cp, build_segment, parse_cp, parse_segment
+from ingest_twisted.hj212.packet import parse_time
+from ingest_twisted.protocol import HJ212Receiver
+from ingest_twisted.simulator import MINUTE_PERIOD, TIME_FORMAT, VERSION_FLAG, Window, period_start, qn_of
+
+log = Logger()
+
+#: Seed 002: a terminal talks to at least three platforms independently.
+MAX_PLATFORMS = 3
+#: Event reported in a 3020 upload when the Modbus side goes away and when it is back (not a code of the
+#: standard, which has no SOE command; the platform stores it in `info` as the text field `Event`).
+POWER_LOSS, POWER_BACK = "PowerLoss", "PowerRestored"
+
+
+class ModbusUnreachable(Exception):
+    """The gateway refused or dropped the connection: the instruments (or the logger's line) have no power."""
+
+
+def float32_value(words: list[int], byte_order: str) -> float:
+    """The float32 carried by two registers in `byte_order` (inverse of `registers.float32_words`)."""
+    wire = struct.pack(">HH", *words)
+    big = bytearray(4)
+    for position, letter in enumerate(byte_order):
+        big["ABCD".index(letter)] = wire[position]
+    return struct.unpack(">f", bytes(big))[0]
+
+
+def decimal_text(value: float) -> str:
+    """The shortest plain decimal that reads back as the same float32: exact, and no exponent on the wire."""
+    single = struct.unpack(">f", struct.pack(">f", value))[0]
+    for digits in range(1, 10):
+        text = f"{single:.{digits}g}"
+        if struct.unpack(">f", struct.pack(">f", float(text)))[0] == single:
+            break
+    return format(Decimal(text), "f")
+
+
+class ModbusReader:
+    """Reads a device's points from its Modbus TCP gateway. Blocking: call it from a thread."""
+
+    def __init__(self, device: Device, host: str, port: int, byte_order: str = "ABCD", timeout: float = 1.0) -> None:
+        self.instruments = layout.instruments(device)
+        self.byte_order = byte_order
+        self.address = f"{host}:{port}"
+        self.client = ModbusTcpClient(host, port=port, timeout=timeout, retries=0)
+
+    def read(self) -> dict[str, float]:
+        """Values by factor code; a slave that answers with an exception is left out (its points are missing)."""
+        if not self.client.connected and not self.client.connect():
+            raise ModbusUnreachable(f"cannot connect to {self.address}")
+        try:
+            return self._read_all()
+        except ModbusException as error:
+            self.client.close()
+            raise ModbusUnreachable(str(error)) from error
+
+    def _read_all(self) -> dict[str, float]:
+        values: dict[str, float] = {}
+        for instrument in self.instruments:
+            holding = [b for b in instrument.bindings if b.register.table == "holding"]
+            bits = [b for b in instrument.bindings if b.register.table != "holding"]
+            if holding:
+                first = min(b.register.address for b in holding)
+                count = max(b.register.address + 2 for b in holding) - first
+                response = self.client.read_holding_registers(first, count=count, device_id=instrument.slave_id)
+                if not response.isError():
+                    for b in holding:
+                        offset = b.register.address - first
+                        values[b.point.factor] = float32_value(response.registers[offset:offset + 2],
+                                                               self.byte_order)
+            if bits:
+                first = min(b.register.address for b in bits)
+                count = max(b.register.address + 1 for b in bits) - first
+                response = self.client.read_discrete_inputs(first, count=count, device_id=instrument.slave_id)
+                if not response.isError():
+                    for b in bits:
+                        values[b.point.factor] = float(response.bits[b.register.address - first])
+        return values
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class Clock:
+    """Simulated local wall time: `speed` simulated seconds per real second; 1012 sets it."""
+
+    def __init__(self, reactor: IReactorTime, start: datetime, speed: float = 1.0) -> None:
+        self.reactor = reactor
+        self.speed = speed
+        self.set(start)
+
+    def set(self, moment: datetime) -> None:
+        self._start, self._real_start = moment, self.reactor.seconds()
+
+    def restart(self) -> None:
+        """Let the simulated time run from its start as of now (at high speed set-up time would skip records)."""
+        self._real_start = self.reactor.seconds()
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=(self.reactor.seconds() - self._real_start) * self.speed)
+
+
+class PlatformProtocol(HJ212Receiver):
+    """The logger's side of one platform connection."""
+
+    def __init__(self, link: PlatformLink) -> None:
+        self.link = link
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.link.factory.resetDelay()
+        self.link.connected(self)
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        self.link.connection = None
+
+    def frameReceived(self, frame: Frame) -> None:
+        key = self.link.logger.device.sm4_key
+        try:
+            try:
+                packet = parse_segment(frame.segment)
+            except PacketError as error:
+                if error.kind != "encrypted_cp" or not key:
+                    raise
+                packet = parse_segment(sm4.decrypt_frame(frame, key)[0])
+        except (PacketError, ValueError) as error:
+            log.warn("platform {platform}: unreadable frame: {error}", platform=self.link.name, error=error)
+            return
+        self.link.logger.command(self.link, packet)
+
+
+class PlatformFactory(ReconnectingClientFactory):
+    initialDelay = 0.5
+
+    def __init__(self, link: PlatformLink, max_delay: float) -> None:
+        self.link = link
+        self.maxDelay = max_delay
+
+    def buildProtocol(self, addr: object) -> PlatformProtocol:
+        return PlatformProtocol(self.link)
+
+
+class PlatformLink:
+    """One platform: its own connection, reconnect schedule and durable queue, independent of the others."""
+
+    def __init__(self, logger: DataLogger, host: str, port: int, queue: UploadQueue, retry_max: float) -> None:
+        self.logger = logger
+        self.host, self.port = host, port
+        self.name = f"{host}:{port}"
+        self.queue = queue
+        self.connection: PlatformProtocol | None = None
+        self.factory = PlatformFactory(self, retry_max)
+
+    def start(self) -> None:
+        self.logger.reactor.connectTCP(self.host, self.port, self.factory, timeout=10)
+
+    def stop(self) -> None:
+        self.factory.stopTrying()
+        if self.connection is not None:
+            self.connection.transport.loseConnection()
+        self.queue.close()
+
+    def connected(self, connection: PlatformProtocol) -> None:
+        """Replay everything unacknowledged, oldest first, before anything new."""
+        self.connection = connection
+        log.info("platform {platform}: connected, replaying {n} stored records", platform=self.name,
+                 n=len(self.queue))
+        for frame in list(self.queue.records.values()):
+            connection.transport.write(frame)
+
+    def upload(self, qn: str, frame: bytes) -> None:
+        self.queue.append(qn, frame)
+        if self.connection is not None:
+            self.connection.transport.write(frame)
+
+    def answer(self, packet: Packet) -> None:
+        if self.connection is not None:
+            self.connection.sendPacket(packet)
+
+
+class DataLogger:
+    """One device: polls its instruments, keeps minute windows and history, feeds every platform link."""
+
+    def __init__(self, device: Device, reader: ModbusReader, platforms: list[tuple[str, int]], store: Path,
+                 clock: Clock, rtd_interval: int | None = None, poll_every: float = 0.05,
+                 queue_limit: int = DEFAULT_LIMIT, retry_max: float = 10.0) -> None:
+        if not 1 <= len(platforms) <= MAX_PLATFORMS:
+            raise ValueError(f"a logger talks to 1 to {MAX_PLATFORMS} platforms, not {len(platforms)}")
+        self.device = device
+        self.reader = reader
+        self.clock = clock
+        self.reactor = clock.reactor
+        self.version = device.protocol.rsplit("-", 1)[-1]
+        self.rtd_interval = rtd_interval or device.rtd_interval
+        self.poll_every = poll_every
+        self.links = [PlatformLink(self, host, port, UploadQueue(store / f"{host}_{port}" / "queue.log", queue_limit),
+                                   retry_max) for host, port in platforms]
+        self.history = History(store / "history-2051.log", queue_limit)
+        self.window: Window | None = None
+        self.next_tick = clock.now()  # set again by start()
+        self.power_lost = False
+        self.sequence = 0
+        self._polling = False
+        self._loop = LoopingCall(self.step)
+        self._loop.clock = self.reactor
+
+    def start(self) -> None:
+        self.clock.restart()
+        self.next_tick = self.clock.now().replace(microsecond=0)
+        for link in self.links:
+            link.start()
+        self._loop.start(self.poll_every, now=True)
+
+    def stop(self) -> None:
+        if self._loop.running:
+            self._loop.stop()
+        for link in self.links:
+            link.stop()
+        self.history.close()
+        self.reader.close()
+
+    # records
+
+    def packet(self, cn: str, cp: CP, moment: datetime, ack: bool = True) -> Packet:
+        self.sequence += 1
+        return Packet(qn=qn_of(moment, self.sequence), st="44" if self.version == "2025" else "32", cn=cn,
+                      pw=self.device.pw, mn=self.device.mn, flag=VERSION_FLAG[self.version] | int(ack), cp=cp)
+
+    def frame(self, packet: Packet) -> bytes:
+        segment = build_segment(packet)
+        key = self.device.sm4_key
+        return sm4.encode_encrypted_frame(segment, key) if key else encode_frame(segment)
+
+    def record(self, cn: str, cp: CP, moment: datetime, links: list[PlatformLink] | None = None) -> None:
+        """Queue a data upload (acknowledgement required) on every platform, or on `links` only."""
+        packet = self.packet(cn, cp, moment)
+        frame = self.frame(packet)
+        for link in links or self.links:
+            link.upload(packet.qn, frame)
+
+    # polling
+
+    def step(self) -> None:
+        if self._polling or self.clock.now() < self.next_tick:
+            return
+        self._polling = True
+        d = threads.deferToThread(self.reader.read)
+        d.addCallbacks(self._read, self._unreachable)
+        d.addErrback(lambda failure: log.failure("logger step failed", failure))
+        d.addBoth(self._polled)
+
+    def _polled(self, _: object) -> None:
+        self._polling = False
+        if self._loop.running:  # a poll may end after stop() closed the queues
+            for link in self.links:
+                link.queue.sync()
+
+    def _read(self, values: dict[str, float]) -> None:
+        now = self.clock.now()
+        if self.power_lost:
+            self.power_lost = False
+            log.info("MN {mn}: Modbus back", mn=self.device.mn)
+            self.record("3020", CP(data_time=now.strftime(TIME_FORMAT), params={"Event": POWER_BACK}), now)
+        while self.next_tick <= now:
+            self.tick(self.next_tick, values)
+            self.next_tick += timedelta(seconds=self.rtd_interval)
+
+    def _unreachable(self, failure: Failure) -> None:
+        failure.trap(ModbusUnreachable)
+        now = self.clock.now()
+        if not self.power_lost:
+            self.power_lost = True
+            log.warn("MN {mn}: Modbus unreachable ({error}): power loss", mn=self.device.mn,
+                     error=failure.getErrorMessage())
+            self.record("3020", CP(data_time=now.strftime(TIME_FORMAT), params={"Event": POWER_LOSS}), now)
+        while self.next_tick <= now:  # nothing was measured: no records for these intervals
+            self.next_tick += timedelta(seconds=self.rtd_interval)
+
+    def tick(self, moment: datetime, values: dict[str, float]) -> None:
+        """One real-time record, and the minute record of the window it closes."""
+        if not values:  # the gateway answered but no slave did: nothing was measured
+            return
+        data_time = moment.strftime(TIME_FORMAT)
+        factors = {code: {"Rtd": decimal_text(v), "Flag": "N"} for code, v in values.items()}
+        self.record("2011", CP(data_time=data_time, factors=factors), moment)
+        start = period_start(moment, timedelta(minutes=MINUTE_PERIOD))
+        if self.window is not None and self.window.start != start:
+            aggregate = self.window.cp()
+            if aggregate.factors:
+                self.history.add(aggregate.data_time, build_cp(aggregate))
+                self.record("2051", aggregate, moment)
+            self.window = None
+        if self.window is None:
+            self.window = Window(start)
+        self.window.add(values)
+
+    # platform commands
+
+    def command(self, link: PlatformLink, packet: Packet) -> None:
+        params = packet.cp.params
+        if packet.cn == "9014":
+            link.queue.remove(packet.qn or "")
+        elif packet.cn == "2051" and "BeginTime" in params:
+            self.backfill(link, packet)
+        elif packet.cn in ("1011", "1061"):
+            link.answer(replies.qn_rtn(packet))
+            now = self.clock.now()
+            value = {"1011": ("SystemTime", now.strftime(TIME_FORMAT)),
+                     "1061": ("RtdInterval", str(self.rtd_interval))}[packet.cn]
+            link.answer(self.packet(packet.cn, CP(params=dict([value])), now, ack=False))
+            link.answer(replies.exe_rtn(packet))
+        elif packet.cn in ("1012", "1062"):
+            link.answer(replies.qn_rtn(packet))
+            link.answer(replies.exe_rtn(packet, self.configure(packet)))
+        elif packet.cn not in ("9011", "9012", "9013"):
+            link.answer(replies.qn_rtn(packet, replies.QnRtn.BAD_CN))
+
+    def configure(self, packet: Packet) -> replies.ExeRtn:
+        """Apply a set-time (1012) or set-interval (1062) command; the 9012 code says whether it took."""
+        try:
+            if packet.cn == "1012":
+                self.clock.set(parse_time(packet.cp.params["SystemTime"]))
+                self.next_tick = self.clock.now().replace(microsecond=0)
+            else:
+                interval = int(packet.cp.params["RtdInterval"])
+                if not 1 <= interval <= 86400:
+                    raise ValueError(interval)
+                self.rtd_interval = interval
+        except (KeyError, ValueError):
+            return replies.ExeRtn.BAD_CONDITION
+        log.info("MN {mn}: {cn} {params}", mn=self.device.mn, cn=packet.cn, params=packet.cp.params)
+        return replies.ExeRtn.SUCCESS
+
+    def backfill(self, link: PlatformLink, request: Packet) -> None:
+        """9011, each stored minute record in the range (new QN each, acknowledged like any upload), 9012."""
+        link.answer(replies.qn_rtn(request))
+        found = self.history.between(request.cp.params.get("BeginTime", ""), request.cp.params.get("EndTime", ""))
+        now = self.clock.now()
+        for _, body in found:
+            self.record("2051", parse_cp(body), now, [link])
+        link.answer(replies.exe_rtn(request, replies.ExeRtn.SUCCESS if found else replies.ExeRtn.NO_DATA))
+
+
+def address(text: str) -> tuple[str, int]:
+    """HOST:PORT for argparse."""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--registry", help="registry to read (default: [registry] path of the config)")
+    parser.add_argument("--mn", required=True, help="MN of the registry device to play")
+    parser.add_argument("--modbus", type=address, required=True, metavar="HOST:PORT",
+                        help="the device's Modbus TCP gateway (gkjk modbus-sim: --port-base + device index)")
+    parser.add_argument("--platform", type=address, action="append", required=True, metavar="HOST:PORT",
+                        help=f"platform to upload to; repeat for up to {MAX_PLATFORMS}")
+    parser.add_argument("--store", help="directory of the durable queues (default var/logger/<MN>)")
+    parser.add_argument("--byte-order", choices=BYTE_ORDERS, default="ABCD",
+                        help="byte order of float32 values (default ABCD)")
+    parser.add_argument("--rtd-interval", type=int, help="seconds between 2011 records (default: the registry's)")
+    parser.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second (default 1)")
+    parser.add_argument("--start", type=datetime.fromisoformat,
+                        help="simulated local start time, e.g. 2024-05-06T07:30:00 (default now)")
+    parser.add_argument("--queue-limit", type=int, default=DEFAULT_LIMIT,
+                        help=f"records kept per platform while it is unreachable (default {DEFAULT_LIMIT})")
+    parser.add_argument("--retry-max", type=float, default=10.0,
+                        help="longest wait between reconnect attempts, real seconds (default 10)")
+
+
+def main(args: argparse.Namespace, registry: Registry, timezone: str) -> None:
+    from twisted.internet import reactor
+
+    ref = registry.device(args.mn)
+    if ref is None:
+        raise ValueError(f"device {args.mn} is not in the registry")
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
+    start = args.start or datetime.now(ZoneInfo(timezone)).replace(tzinfo=None, microsecond=0)
+    reader = ModbusReader(ref.device, *args.modbus, byte_order=args.byte_order)
+    logger = DataLogger(ref.device, reader, args.platform, Path(args.store or f"var/logger/{ref.device.mn}"),
+                        Clock(reactor, start, args.speed), args.rtd_interval, queue_limit=args.queue_limit,
+                        retry_max=args.retry_max)
+    points = sum(len(i.bindings) for i in reader.instruments)
+    print(f"logger {ref.device.mn}: {points} points on {len(reader.instruments)} slaves at "
+          f"{args.modbus[0]}:{args.modbus[1]} -> {', '.join(link.name for link in logger.links)}", flush=True)
+    logger.start()
+    reactor.addSystemEventTrigger("before", "shutdown", logger.stop)
+    reactor.run()

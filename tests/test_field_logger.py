@@ -1,0 +1,496 @@
+"""The data-logger emulator end to end: Modbus simulator -> `gkjk logger` process -> `gkjk serve` -> InfluxDB.
+
+The Modbus simulator runs in a thread on its own asyncio loop and is stepped once, so the registers hold fixed
+values the tests compare with. The logger runs as the real `gkjk logger` process on a compressed clock; a TCP
+proxy in front of the platform plays the outage and records what crosses the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gkjk.influxd import free_port
+from gkjk.registry import load_registry
+from ingest_twisted.field.logger import decimal_text, float32_value
+from ingest_twisted.field.modbus_sim import Gateway, SiteSimulator
+from ingest_twisted.field.registers import BYTE_ORDERS, float32_words
+from ingest_twisted.field.scenario import Scenario
+from ingest_twisted.field.store import UploadQueue
+from ingest_twisted.hj212 import replies, sm4
+from ingest_twisted.hj212.frame import Frame, FrameDecoder, encode_frame
+from ingest_twisted.hj212.packet import CP, Packet, build_segment, flag_for, make_qn, parse_segment
+from gkjk_process import COATING_MN, ROOT, TEST_REGISTRY, ServerProcess
+
+SITE = ROOT / "tests" / "data" / "field" / "site.yaml"
+ENT = "91320682MA1FLD000G"
+MN = "0A0000A8900016F0001F1E01"
+START = datetime(2024, 5, 6, 9, 0)  # production runs: every current and power point reads well above 0
+UTC_START = START - timedelta(hours=8)  # DataTime is Beijing time
+
+
+def float32(value: float) -> float:
+    return struct.unpack(">f", struct.pack(">f", value))[0]
+
+
+class Site:
+    """`SiteSimulator` in a thread with its own event loop, stepped once: its registers hold still."""
+
+    def __init__(self, registry: Path = SITE, enterprise: str = ENT, mn: str = MN) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        scenario = Scenario(start=START, shifts=((8.0, 12.0), (13.0, 17.0)))
+        self.simulator = SiteSimulator(load_registry(registry), enterprise, scenario)
+        self.run(self.simulator.step(START))
+        self.gateway: Gateway = next(g for g in self.simulator.gateways if g.device.mn == mn)
+
+    def run(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(10)
+
+    def close(self) -> None:
+        self.run(self.simulator.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+class LoggerProcess:
+    """`gkjk logger` in a subprocess."""
+
+    def __init__(self, workdir: Path, modbus_port: int, platforms: list[int], *options: str,
+                 registry: Path = SITE, mn: str = MN) -> None:
+        self.store = workdir / "store"
+        self.log = workdir / "logger.log"
+        command = [sys.executable, "-m", "gkjk.cli", "logger", "--registry", str(registry), "--mn", mn,
+                   "--modbus", f"127.0.0.1:{modbus_port}", "--store", str(self.store),
+                   "--start", START.isoformat(), *options]
+        for port in platforms:
+            command += ["--platform", f"127.0.0.1:{port}"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GKJK_")}
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            cwd=ROOT, env=env)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def queue(self, port: int) -> UploadQueue:
+        """The logger's queue for a platform, as the file on disk holds it (read after `stop`)."""
+        queue = UploadQueue(self.store / f"127.0.0.1_{port}" / "queue.log")
+        queue.close()
+        return queue
+
+
+class Proxy:
+    """A TCP proxy to the platform that can go down (refusing connections) and logs every upload it forwards."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.port = free_port()
+        self.uploads: list[tuple[int, str, str]] = []  # (connection number, CN, DataTime)
+        self._connections = 0
+        self._sockets: list[socket.socket] = []
+        self._listener: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    def up(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(16)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def down(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread; close alone would not (Linux)
+            listener.close()
+        with self._lock:
+            for sock in self._sockets:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()
+            self._sockets.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            with self._lock:
+                self._connections += 1
+                number = self._connections
+                self._sockets += [client, server]
+            threading.Thread(target=self._pump, args=(client, server, number), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, None), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, number: int | None) -> None:
+        decoder = FrameDecoder()
+        try:
+            while data := source.recv(65536):
+                if number is not None:
+                    for event in decoder.feed(data):
+                        if isinstance(event, Frame):
+                            packet = parse_segment(event.segment)
+                            self.uploads.append((number, packet.cn, packet.cp.data_time or ""))
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+class FakePlatform:
+    """A platform played by the test: one accepted connection, every packet the logger sends, commands to send."""
+
+    def __init__(self, key: str | None = None, port: int = 0) -> None:
+        self.key = key
+        self.listener = socket.create_server(("127.0.0.1", port))
+        self.port = self.listener.getsockname()[1]
+        self.packets: list[Packet] = []
+        self.everything: list[Packet] = []  # never cleared
+        self.sock: socket.socket | None = None
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        try:
+            self.sock, _ = self.listener.accept()
+            decoder = FrameDecoder()
+            while data := self.sock.recv(65536):
+                for event in decoder.feed(data):
+                    if isinstance(event, Frame):
+                        segment = sm4.decrypt_frame(event, self.key)[0] if self.key else event.segment
+                        packet = parse_segment(segment)
+                        self.packets.append(packet)
+                        self.everything.append(packet)
+                        if packet.ack_required:
+                            self.sock.sendall(replies.data_ack_frame(packet))
+        except OSError:  # closed by the test
+            return
+
+    def send(self, packet: Packet) -> None:
+        self.sock.sendall(encode_frame(build_segment(packet)))
+
+    def wait(self, condition, what: str, timeout: float = 15.0) -> list[Packet]:
+        """The packets received so far once `condition(packets)` holds."""
+        wait_for(lambda: condition(list(self.packets)), timeout, what)
+        return list(self.packets)
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+        self.listener.close()
+
+
+def command(cn: str, version: str = "2017", **params: str) -> Packet:
+    return Packet(qn=make_qn(datetime.now()), st="32", cn=cn, pw="123456", mn=MN,
+                  flag=flag_for(version, ack=True), cp=CP(params=params))
+
+
+def rows(influx, db: str, query: str) -> list[dict]:
+    result = influx.query(query, db=db)["results"][0]
+    return [dict(zip(s["columns"], v)) for s in result.get("series", []) for v in s["values"]]
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def rtd_count(influx, db: str) -> int:
+    found = rows(influx, db, f"SELECT COUNT(\"i33200-Rtd\") FROM rtd WHERE mn = '{MN}'")
+    return found[0]["count"] if found else 0
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    s = Site()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def logger_processes() -> Iterator[list[LoggerProcess]]:
+    started: list[LoggerProcess] = []
+    yield started
+    for process in started:
+        process.stop()
+
+
+# --- codec helpers --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("byte_order", BYTE_ORDERS)
+def test_float32_value_inverts_the_simulators_encoding(byte_order: str) -> None:
+    for value in (0.0, 1.0, -2.5, 512.53, 1e-5, 123456.789):
+        assert float32_value(list(float32_words(value, byte_order)), byte_order) == float32(value)
+
+
+def test_decimal_text_is_plain_and_exact_in_float32() -> None:
+    for value in (float32(512.53), float32(1e-5), float32(0.1), 0.0, float32(98765.4321)):
+        text = decimal_text(value)
+        assert "e" not in text.lower()
+        assert float32(float(text)) == value
+
+
+def test_queue_survives_a_restart_and_a_torn_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "queue.log"
+    queue = UploadQueue(path, limit=3)
+    for n in range(5):
+        queue.append(f"qn{n}", b"##frame%d\r\n" % n)
+    queue.remove("qn3")
+    queue.close()
+    with open(path, "ab") as torn:
+        torn.write(b"+ qn9 ##half")
+    again = UploadQueue(path, limit=3)
+    assert list(again.records) == ["qn2", "qn4"] and again.records["qn4"] == b"##frame4\r\n"
+    again.append("qn5", b"##frame5\r\n")  # does not continue the torn line
+    again.close()
+    final = UploadQueue(path, limit=3)
+    assert list(final.records) == ["qn2", "qn4", "qn5"]
+    final.close()
+
+
+# --- end to end -----------------------------------------------------------------------------------------------------
+
+
+def test_stored_values_equal_what_the_instruments_served(tmp_path, influx_db, site, logger_processes) -> None:
+    influx, db = influx_db
+    with ServerProcess(tmp_path / "server", influx.url, db, registry=SITE, spool={"flush_interval": 0.05}) as server:
+        # 10 s records at 600x: the 10-minute windows close every second, so 2051 arrives too.
+        logger_processes.append(LoggerProcess(tmp_path, site.gateway.port, [server.port],
+                                              "--rtd-interval", "10", "--speed", "600"))
+        wait_for(lambda: rows(influx, db, f"SELECT * FROM minute WHERE mn = '{MN}' AND fac = 'P1'"), 30,
+                 "a minute record")
+        expected = {b.point.factor: float(site.gateway.values[b.point.factor] >= 0.5)
+                    if b.register.table == "discrete" else float32(site.gateway.values[b.point.factor])
+                    for i in site.gateway.instruments for b in i.bindings}
+        assert len(expected) == 12  # every point but carbon hours, which no instrument measures
+        records = rows(influx, db, f"SELECT * FROM rtd WHERE mn = '{MN}'")
+        seen: dict[str, list[float]] = {}
+        for record in records:
+            for key, value in record.items():
+                if key.endswith("-Rtd") and value is not None:
+                    seen.setdefault(key[:-4], []).append(value)
+        assert set(seen) == set(expected)
+        for factor, values in seen.items():
+            # The logger sends the shortest decimal of the float32 it read: equal within float32 precision.
+            assert all(float32(value) == expected[factor] for value in values), (factor, values[:3])
+        first = rows(influx, db, f"SELECT * FROM rtd WHERE mn = '{MN}' AND fac = 'P1' ORDER BY time LIMIT 1")[0]
+        assert first["time"] == UTC_START.strftime("%Y-%m-%dT%H:%M:%SZ")
+        minute = rows(influx, db, f"SELECT * FROM minute WHERE mn = '{MN}' AND fac = 'P1' LIMIT 1")[0]
+        assert minute["time"] == UTC_START.strftime("%Y-%m-%dT%H:%M:%SZ")
+        for suffix in ("Avg", "Min", "Max"):
+            assert abs(minute[f"i33200-{suffix}"] - expected["i33200"]) <= 0.0005
+        assert minute["i33200-Flag"] == "N"
+
+
+def test_outage_replays_every_record_in_order_exactly_once(tmp_path, influx_db, site, logger_processes) -> None:
+    influx, db = influx_db
+    with ServerProcess(tmp_path / "server", influx.url, db, registry=SITE, spool={"flush_interval": 0.05}) as server:
+        proxy = Proxy(server.port)
+        proxy.up()
+        logger = LoggerProcess(tmp_path, site.gateway.port, [proxy.port], "--rtd-interval", "1", "--speed", "500",
+                               "--retry-max", "1")
+        logger_processes.append(logger)
+        wait_for(lambda: rtd_count(influx, db) > 100, 30, "records before the outage")
+        proxy.down()
+        time.sleep(1)  # what the platform had received is written
+        before = rtd_count(influx, db)
+        time.sleep(9)  # about 5,000 simulated seconds: 5,000 records pile up in the logger's queue
+        assert rtd_count(influx, db) == before
+        proxy.up()
+        wait_for(lambda: len({n for n, _, _ in proxy.uploads}) >= 2, 30, "the reconnect")
+        time.sleep(2)
+        site.run(site.gateway.stop())  # no more records (only the power-loss event): let the acks catch up
+        time.sleep(2)
+        logger.stop()
+        sent = sorted({t for _, cn, t in proxy.uploads if cn == "2011"})
+        wait_for(lambda: rtd_count(influx, db) == len(sent), 60, f"{len(sent)} records in InfluxDB")
+
+        # Every record the logger made is there once: one point per simulated second, from START on, no gap.
+        times = [r["time"] for r in rows(influx, db, f"SELECT \"i33200-Rtd\" FROM rtd WHERE mn = '{MN}'")]
+        expected = [(UTC_START + timedelta(seconds=n)).strftime("%Y-%m-%dT%H:%M:%SZ") for n in range(len(times))]
+        assert times == expected
+        assert sent[0] == START.strftime("%Y%m%d%H%M%S") and len(sent) == len(times)
+
+        # The reconnect replayed the whole backlog in order, then the new records.
+        last_connection = max(n for n, _, _ in proxy.uploads)
+        replay = [t for n, cn, t in proxy.uploads if n == last_connection and cn == "2011"]
+        assert len(replay) > 4000
+        assert replay == sorted(replay) and len(set(replay)) == len(replay)
+        assert len(logger.queue(proxy.port)) == 0  # every record was acknowledged and removed
+
+
+def test_a_down_platform_does_not_hold_up_the_others(tmp_path, influx_db, site, logger_processes) -> None:
+    influx, db = influx_db
+    other = db + "_2"
+    influx.query(f'CREATE DATABASE "{other}"')
+    dead = free_port()
+    try:
+        with ServerProcess(tmp_path / "one", influx.url, db, registry=SITE, spool={"flush_interval": 0.05}) as one, \
+                ServerProcess(tmp_path / "two", influx.url, other, registry=SITE,
+                              spool={"flush_interval": 0.05}) as two:
+            logger = LoggerProcess(tmp_path, site.gateway.port, [dead, one.port, two.port],
+                                   "--rtd-interval", "1", "--speed", "10", "--retry-max", "1")
+            logger_processes.append(logger)
+            began = time.monotonic()
+            wait_for(lambda: rtd_count(influx, db) >= 30 and rtd_count(influx, other) >= 30, 15,
+                     "30 records on each live platform")
+            # 30 simulated seconds take 3 real seconds: allow the start-up, not a reconnect back-off.
+            assert time.monotonic() - began < 8
+            # The third platform comes up: it gets its backlog, in order, then the new records.
+            late = FakePlatform(port=dead)
+            try:
+                def received(ps: list[Packet]) -> list[str]:
+                    return [p.cp.data_time for p in ps if p.cn == "2011"]
+
+                live = rtd_count(influx, db)
+                got = received(late.wait(lambda ps: len(received(ps)) > live, "the backlog on the third platform"))
+                assert got == sorted(got) and len(set(got)) == len(got) and got[0] == START.strftime("%Y%m%d%H%M%S")
+            finally:
+                late.close()
+            logger.stop()
+            wait_for(lambda: rtd_count(influx, db) == rtd_count(influx, other), 10, "both platforms complete")
+            # The live platforms acknowledged all but what was in flight when the logger stopped.
+            assert len(logger.queue(one.port)) <= 2 and len(logger.queue(two.port)) <= 2
+    finally:
+        influx.query(f'DROP DATABASE "{other}"')
+
+
+# --- commands and events (the platform played by the test) ----------------------------------------------------------
+
+
+def test_commands_are_answered_and_take_effect(tmp_path, site, logger_processes) -> None:
+    platform = FakePlatform()
+    try:
+        logger_processes.append(LoggerProcess(tmp_path, site.gateway.port, [platform.port],
+                                              "--rtd-interval", "10", "--speed", "600"))
+        platform.wait(lambda ps: any(p.cn == "2051" for p in ps), "a minute record")
+
+        platform.send(request := command("1061"))
+        answers = platform.wait(lambda ps: any(p.cn == "9012" and p.qn == request.qn for p in ps), "1061 answers")
+        assert [(p.cn, p.cp.params) for p in answers if p.cn in ("9011", "1061", "9012")] == [
+            ("9011", {"QnRtn": "1"}), ("1061", {"RtdInterval": "10"}), ("9012", {"ExeRtn": "1"})]
+
+        platform.packets.clear()
+        platform.send(request := command("1062", RtdInterval="30"))
+        platform.wait(lambda ps: any(p.cn == "9012" and p.qn == request.qn for p in ps), "1062 answers")
+
+        def after_answer(ps: list[Packet]) -> list[datetime]:
+            done = next(i for i, p in enumerate(ps) if p.cn == "9012" and p.qn == request.qn)
+            return [datetime.strptime(p.cp.data_time, "%Y%m%d%H%M%S") for p in ps[done:] if p.cn == "2011"]
+
+        times = after_answer(platform.wait(lambda ps: len(after_answer(ps)) >= 4, "records at the new interval"))
+        assert {b - a for a, b in zip(times, times[1:])} == {timedelta(seconds=30)}
+
+        platform.packets.clear()
+        platform.send(request := command("1012", SystemTime="20250101000000"))
+        ps = platform.wait(lambda ps: any(p.cn == "2011" and p.cp.data_time.startswith("2025") for p in ps),
+                           "records on the new clock")
+        assert any(p.cn == "9012" and p.qn == request.qn and p.cp.params == {"ExeRtn": "1"} for p in ps)
+        platform.send(request := command("1011"))
+        ps = platform.wait(lambda ps: any(p.cn == "1011" for p in ps), "the time")
+        assert next(p for p in ps if p.cn == "1011").cp.params["SystemTime"].startswith("2025")
+
+        # Backfill of the first hour: the minute records sent live before the clock was set, again.
+        begin, end = START.strftime("%Y%m%d%H%M%S"), (START + timedelta(hours=1)).strftime("%Y%m%d%H%M%S")
+        live = {p.cp.data_time: p for p in platform.everything if p.cn == "2051" and begin <= p.cp.data_time <= end}
+        assert len(live) >= 2
+        platform.packets.clear()
+        platform.send(request := command("2051", BeginTime=begin, EndTime=end))
+        ps = platform.wait(lambda ps: any(p.cn == "9012" and p.qn == request.qn for p in ps), "backfill answers")
+        answer = [p for p in ps if p.qn == request.qn or (p.cn == "2051" and p.cp.data_time < "2025")]
+        assert [p.cn for p in answer] == ["9011", *["2051"] * len(live), "9012"]
+        assert [p.cp for p in answer[1:-1]] == [live[t].cp for t in sorted(live)]
+        assert not {p.qn for p in answer[1:-1]} & {p.qn for p in live.values()}  # each with a new QN
+    finally:
+        platform.close()
+
+
+def test_power_loss_is_reported_and_data_resumes(tmp_path, site, logger_processes) -> None:
+    platform = FakePlatform()
+    try:
+        logger_processes.append(LoggerProcess(tmp_path, site.gateway.port, [platform.port],
+                                              "--rtd-interval", "1", "--speed", "20"))
+        platform.wait(lambda ps: sum(p.cn == "2011" for p in ps) >= 5, "records")
+        site.run(site.gateway.stop())
+        ps = platform.wait(lambda ps: any(p.cn == "3020" for p in ps), "the power-loss event")
+        lost = next(p for p in ps if p.cn == "3020")
+        assert lost.cp.params == {"Event": "PowerLoss"} and lost.cp.data_time
+        time.sleep(1)
+        count = sum(p.cn == "2011" for p in platform.packets)
+        time.sleep(1)
+        assert sum(p.cn == "2011" for p in platform.packets) == count  # nothing measured, nothing sent
+        site.run(site.gateway.start())
+        ps = platform.wait(lambda ps: any(p.cp.params.get("Event") == "PowerRestored" for p in ps), "the return")
+        platform.wait(lambda ps: sum(p.cn == "2011" for p in ps) > count + 3, "records again")
+    finally:
+        platform.close()
+
+
+def test_2025_logger_encrypts_cp_with_the_devices_key(tmp_path, logger_processes) -> None:
+    site = Site(TEST_REGISTRY / "coating.yaml", "91320682MA1WX00020", COATING_MN)
+    platform = FakePlatform(key="30303030303030303030303030303030")
+    try:
+        logger_processes.append(LoggerProcess(tmp_path, site.gateway.port, [platform.port], "--rtd-interval", "1",
+                                              "--speed", "10", registry=TEST_REGISTRY / "coating.yaml",
+                                              mn=COATING_MN))
+        ps = platform.wait(lambda ps: any(p.cn == "2011" for p in ps), "a record")
+        record = next(p for p in ps if p.cn == "2011")
+        assert (record.st, record.flag, record.mn) == ("44", 9, COATING_MN)
+        assert float32(float(record.cp.factors["da0001"]["Rtd"])) == float32(site.gateway.values["da0001"])
+    finally:
+        platform.close()
+        site.close()
+
+
+def test_stored_records_survive_a_logger_restart(tmp_path, site, logger_processes) -> None:
+    port = free_port()
+    first = LoggerProcess(tmp_path, site.gateway.port, [port], "--rtd-interval", "1", "--speed", "50")
+    logger_processes.append(first)
+    time.sleep(2)
+    first.stop()
+    stored = [parse_segment(frame[6:-6]).cp.data_time for frame in first.queue(port).records.values()]
+    assert len(stored) > 50
+    platform = FakePlatform(port=port)
+    try:
+        # Started later on the clock than where the first run stopped, so new records sort after the stored ones.
+        logger_processes.append(LoggerProcess(tmp_path, site.gateway.port, [port], "--rtd-interval", "1",
+                                              "--speed", "50", "--start", (START + timedelta(hours=1)).isoformat()))
+        ps = platform.wait(lambda ps: len(ps) > len(stored) + 5, "the replay and new records")
+        assert [p.cp.data_time for p in ps[:len(stored)]] == stored  # oldest first, before anything new
+        assert ps[len(stored)].cp.data_time >= (START + timedelta(hours=1)).strftime("%Y%m%d%H%M%S")
+    finally:
+        platform.close()
