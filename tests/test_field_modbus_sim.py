@@ -23,6 +23,7 @@ from gkjk.registry import load_registry
 from ingest_twisted.field.modbus_sim import Gateway, SiteSimulator
 from ingest_twisted.field.registers import BYTE_ORDERS
 from ingest_twisted.field.scenario import Event, Scenario
+from field_support import telegraf_float32
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT / "tests" / "data" / "field" / "site.yaml"
@@ -38,18 +39,6 @@ def run_async(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., N
     def wrapper(*args: Any, **kwargs: Any) -> None:
         asyncio.run(test(*args, **kwargs))
     return wrapper
-
-
-def telegraf_float32(words: list[int], byte_order: str) -> float:
-    """Decode as Telegraf's modbus plugin does (type_conversions32.go), independently of the encoder."""
-    raw = struct.pack(">HH", *words)
-    value = {
-        "ABCD": lambda b: int.from_bytes(b, "big"),
-        "DCBA": lambda b: int.from_bytes(b, "little"),
-        "BADC": lambda b: int.from_bytes(b[0:2], "little") << 16 | int.from_bytes(b[2:4], "little"),
-        "CDAB": lambda b: int.from_bytes(b[2:4], "big") << 16 | int.from_bytes(b[0:2], "big"),
-    }[byte_order](raw)
-    return struct.unpack(">f", value.to_bytes(4, "big"))[0]
 
 
 def float32(value: float) -> float:

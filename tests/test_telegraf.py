@@ -27,6 +27,7 @@ from ingest_twisted.field import layout, telegraf
 from ingest_twisted.field.modbus_sim import SiteSimulator
 from ingest_twisted.field.registers import BYTE_ORDERS, KIND_OF_QUANTITY
 from ingest_twisted.field.scenario import Scenario
+from field_support import telegraf_float32
 
 ROOT = Path(__file__).resolve().parent.parent
 ALLOWED = tomllib.loads((ROOT / "telegraf" / "allowed_options.toml").read_text(encoding="utf-8"))
@@ -211,18 +212,6 @@ def free_port_base(count: int) -> int:
             for sock in sockets:
                 sock.close()
     raise RuntimeError("no free ports")
-
-
-def telegraf_float32(words: list[int], byte_order: str) -> float:
-    """Decode as Telegraf's modbus plugin does (type_conversions32.go)."""
-    raw = struct.pack(">HH", *words)
-    value = {
-        "ABCD": lambda b: int.from_bytes(b, "big"),
-        "DCBA": lambda b: int.from_bytes(b, "little"),
-        "BADC": lambda b: int.from_bytes(b[0:2], "little") << 16 | int.from_bytes(b[2:4], "little"),
-        "CDAB": lambda b: int.from_bytes(b[2:4], "big") << 16 | int.from_bytes(b[0:2], "big"),
-    }[byte_order](raw)
-    return struct.unpack(">f", value.to_bytes(4, "big"))[0]
 
 
 async def gather(doc: dict[str, Any]) -> dict[tuple[str, ...], dict[str, float]]:
