@@ -359,7 +359,7 @@ class Fleet:
     def __init__(self, registry_path: Path, host: str, port: int, speed: float = 1.0, seed: int = 1,
                  timezone: str = "Asia/Shanghai", start: datetime | None = None, bad_frame_rate: float = 0.0,
                  outage_rate: float = 0.0, outage_minutes: float = 30.0, limit: int | None = None,
-                 fault_share: float = 0.0, reactor=None) -> None:
+                 fault_share: float = 0.0, faults: dict[str, list[str]] | None = None, reactor=None) -> None:
         if reactor is None:
             from twisted.internet import reactor
         self.registry = load_registry(registry_path)
@@ -384,11 +384,16 @@ class Fleet:
                 if limit is not None and len(self.devices) >= limit:
                     break
                 model = DeviceModel(device, enterprise, schedule, self.rng)
+                chosen = list((faults or {}).get(device.mn.upper(), ()))
                 if self.rng.random() < fault_share:
-                    fault = self.rng.choice([f.name for f in fields(Faults)])
+                    chosen.append(self.rng.choice([f.name for f in fields(Faults)]))
+                for fault in chosen:
                     setattr(model.faults, fault, True)
                     log.info("MN {mn} ({name}) plays fault {fault}", mn=device.mn, name=enterprise.name, fault=fault)
                 self.devices.append(SimulatedDevice(model, self))
+        played = {d.device.mn.upper() for d in self.devices}
+        for mn in sorted(set(faults or {}) - played):
+            log.warn("--fault for MN {mn}: no such device is played; ignored", mn=mn)
         self._loop = LoopingCall(self.step)
         self._loop.clock = reactor
 
@@ -453,7 +458,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fault-share", type=float, default=0.0,
                         help="share of devices that play one fault: treatment off, low load, burner cold,"
                              " spray off or flat data (default 0)")
+    parser.add_argument("--fault", action="append", default=[], metavar="MN=FAULT", type=fault_argument,
+                        help="make device MN play FAULT (one of: " + ", ".join(f.name for f in fields(Faults))
+                             + "); repeatable")
+    parser.add_argument("--start", type=start_argument, metavar="YYYY-MM-DDTHH:MM",
+                        help="simulated local start time (default: now)")
     parser.add_argument("--status-every", type=float, default=10.0, help="seconds between status lines (0: none)")
+
+
+def fault_argument(text: str) -> tuple[str, str]:
+    mn, _, fault = text.partition("=")
+    names = [f.name for f in fields(Faults)]
+    if not mn.strip() or fault.strip() not in names:
+        raise argparse.ArgumentTypeError(f"expected MN=FAULT with FAULT one of {', '.join(names)}: {text!r}")
+    return mn.strip().upper(), fault.strip()
+
+
+def start_argument(text: str) -> datetime:
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DDTHH:MM (local time): {text!r}") from None
+
+
+def faults_by_mn(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+    faults: dict[str, list[str]] = {}
+    for mn, fault in pairs:
+        faults.setdefault(mn, []).append(fault)
+    return faults
 
 
 def main(args: argparse.Namespace, config: Config) -> None:
@@ -464,7 +496,7 @@ def main(args: argparse.Namespace, config: Config) -> None:
         Path(args.registry or config.registry.path), args.host, args.port or config.ingest.port,
         speed=args.speed, seed=args.seed, timezone=config.ingest.timezone, bad_frame_rate=args.bad_frame_rate,
         outage_rate=args.outage_rate, outage_minutes=args.outage_minutes, limit=args.limit,
-        fault_share=args.fault_share,
+        fault_share=args.fault_share, start=args.start, faults=faults_by_mn(args.fault),
     )
     fleet.start()
     if args.status_every > 0:

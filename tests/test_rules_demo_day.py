@@ -1,0 +1,135 @@
+"""A full demo day: the simulated fleet plays tests/data/rules_day through the real `gkjk serve` at high speed, with
+faults injected on chosen loggers and one logger never online; the rule engine then judges the stored day window
+by window, with `now` in simulated time, and must raise exactly the injected alarms and nothing else."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import pytest_twisted
+
+from gkjk.config import RulesConfig
+from gkjk.registry import load_registry
+from gkjk_process import ROOT, ServerProcess
+from ingest_twisted.influx import InfluxClient
+from rules_plugins.engine import Engine
+from rules_plugins.plugins import Plugins
+from rules_support import db, influx  # noqa: F401
+
+REGISTRY_PATH = Path(__file__).parent / "data" / "rules_day"
+REGISTRY = load_registry(REGISTRY_PATH)
+ZONE = ZoneInfo("Asia/Shanghai")
+# 06:30 to 21:00 local covers both shifts of every enterprise (the last ends by 20:30, its treatment 10 min later).
+DAY_START, DAY_END = datetime(2026, 11, 20, 6, 30), datetime(2026, 11, 20, 21, 0)
+SPEED = 1800  # 14.5 simulated hours in about 29 s
+
+FOUNDRY_A, COATING_B, FOUNDRY_C, COATING_D = "91320682MA1DEM001R", "91320682MA1DEM002W", "91320682MA1DEM0030", \
+    "91320682MA1DEM0043"
+MN_A, MN_B, MN_C, MN_D, MN_SILENT = (f"010000A8900016F0D000000{i}" for i in range(1, 6))
+FAULTS = [f"{MN_A}=treatment_off", f"{MN_B}=burner_cold", f"{MN_B}=spray_off", f"{MN_C}=low_load"]
+
+EXPECTED = {
+    # The bag filter fan never runs: off while the furnace runs, and so also not started before / stopped after it.
+    ("treatment_off", FOUNDRY_A, "T1"),
+    ("start_stop", FOUNDRY_A, "T1"),
+    ("combustion_temperature", COATING_B, "T1"),  # RTO at ~650 ℃ against min_temperature 760
+    ("spray_off", COATING_B, "T2"),  # tower fan runs, pump off
+    ("low_load", FOUNDRY_C, "T1"),  # fan at 35 % of rated = 39 % of normal, limit 50 %
+    ("no_data", COATING_D, MN_SILENT),  # the logger left out of the fleet
+}
+
+
+def epoch(local: datetime) -> int:
+    return int(local.replace(tzinfo=ZONE).timestamp())
+
+
+def simulated(line: str) -> datetime | None:
+    match = re.match(r"simulated (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", line)
+    return datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S") if match else None
+
+
+@pytest.fixture
+def demo_day(tmp_path, influx_db) -> dict:
+    """Play the day through `gkjk serve`; returns what was played."""
+    influx, database = influx_db
+    devices = [d.mn for e in REGISTRY.enterprises.values() for d in e.devices]
+    assert devices[-1] == MN_SILENT, "--limit leaves out the registry's last device"
+    began = time.monotonic()
+    with ServerProcess(tmp_path / "serve", influx.url, database, registry=REGISTRY_PATH,
+                       spool={"flush_interval": 0.05}) as server:
+        command = [sys.executable, "-m", "gkjk.cli", "simulate", "--config", str(server.config), "--registry",
+                   str(REGISTRY_PATH), "--port", str(server.port), "--speed", str(SPEED), "--seed", "7",
+                   "--start", DAY_START.strftime("%Y-%m-%dT%H:%M"), "--limit", str(len(devices) - 1),
+                   "--status-every", "0.5"]
+        for fault in FAULTS:
+            command += ["--fault", fault]
+        log_path = tmp_path / "simulate.log"
+        with open(log_path, "w") as log_file:  # a file, not a pipe: a full pipe would stall the fleet
+            simulate = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=log_file, text=True)
+        try:
+            last = None
+            deadline = time.monotonic() + (DAY_END - DAY_START).total_seconds() / SPEED + 30
+            for line in simulate.stdout:
+                last = simulated(line) or last
+                if last is not None and last >= DAY_END or time.monotonic() > deadline:
+                    break
+        finally:
+            simulate.send_signal(signal.SIGINT)
+            simulate.communicate(timeout=30)
+        log = log_path.read_text()
+        assert last is not None and last >= DAY_END, f"the simulator did not reach {DAY_END}:\n{log[-3000:]}"
+        time.sleep(1.5)  # let the server flush what it acknowledged last
+    played = re.findall(r"MN (\w+) \(.*?\) plays fault (\w+)", log)
+    return {"played": sorted(played), "seconds": time.monotonic() - began}
+
+
+def stored(influx, database: str, query: str) -> list[list]:
+    result = influx.query(query, db=database, epoch="s")["results"][0]
+    return [row for series in result.get("series", []) for row in series["values"]]
+
+
+@pytest_twisted.ensureDeferred
+async def test_demo_day_raises_exactly_the_injected_alarms(demo_day, influx, db):  # noqa: F811
+    assert demo_day["played"] == sorted(tuple(f.split("=")) for f in FAULTS)
+    # Every played logger's day is stored without a hole; the silent one sent nothing.
+    first, last = epoch(DAY_START), epoch(DAY_END)
+    for mn in (MN_A, MN_B, MN_C, MN_D):
+        times = [row[0] for row in stored(influx, db, f"SELECT * FROM rtd WHERE mn = '{mn}'")]
+        minutes = sorted({t - t % 60 for t in times})
+        assert minutes[0] <= first + 60 and minutes[-1] >= last - 60, mn
+        assert minutes == list(range(minutes[0], minutes[-1] + 60, 60)), f"a hole in {mn}'s day"
+    assert stored(influx, db, f"SELECT * FROM rtd WHERE mn = '{MN_SILENT}'") == []
+
+    client = InfluxClient(influx.url, db)
+    try:
+        engine = Engine(client, lambda: REGISTRY, Plugins(load_entry_points=False), RulesConfig())
+        retracted = 0
+        # Every 30 simulated minutes (the default 60-minute lookback overlaps), up to the end of the stored day.
+        for now in range(first + 35 * 60, last + 1, 30 * 60):
+            report = await engine.evaluate(now)
+            retracted += report.retracted
+    finally:
+        await client.close()
+
+    rows = [dict(zip(s["columns"], v)) | s.get("tags", {})
+            for s in influx.query('SELECT * FROM "alarm"', db=db, epoch="s")["results"][0].get("series", [])
+            for v in s["values"]]
+    live = [r for r in rows if r["state"] != "retracted"]
+    raised = {(r["rule"], r["ent"], r["fac"]) for r in live}
+    assert raised == EXPECTED
+    assert retracted == 0
+    # The shift faults open in each of the two shifts and close when production (or the treatment) stops; the
+    # silent logger's alarm opens once, 30 minutes after the engine began watching it, and stays open.
+    states: dict[tuple, list[str]] = {}
+    for row in sorted(live, key=lambda r: r["time"]):
+        states.setdefault((row["rule"], row["ent"], row["fac"]), []).append(row["state"])
+    assert states == {key: ["open"] if key[0] == "no_data" else ["open", "closed"] * 2 for key in EXPECTED}
+    assert all(first <= r["time"] <= last for r in live)
