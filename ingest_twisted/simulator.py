@@ -359,7 +359,8 @@ class Fleet:
     def __init__(self, registry_path: Path, host: str, port: int, speed: float = 1.0, seed: int = 1,
                  timezone: str = "Asia/Shanghai", start: datetime | None = None, bad_frame_rate: float = 0.0,
                  outage_rate: float = 0.0, outage_minutes: float = 30.0, limit: int | None = None,
-                 fault_share: float = 0.0, faults: dict[str, list[str]] | None = None, reactor=None) -> None:
+                 fault_share: float = 0.0, faults: dict[str, list[str]] | None = None,
+                 skip_enterprises: frozenset[str] = frozenset(), reactor=None) -> None:
         if reactor is None:
             from twisted.internet import reactor
         self.registry = load_registry(registry_path)
@@ -380,6 +381,8 @@ class Fleet:
         self._next_tick: dict[int, datetime] = {}
         for enterprise in self.registry.enterprises.values():
             schedule = Schedule.for_enterprise(self.rng)
+            if enterprise.id in skip_enterprises:
+                continue
             for device in enterprise.devices:
                 if limit is not None and len(self.devices) >= limit:
                     break
@@ -461,6 +464,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fault", action="append", default=[], metavar="MN=FAULT", type=fault_argument,
                         help="make device MN play FAULT (one of: " + ", ".join(f.name for f in fields(Faults))
                              + "); repeatable")
+    parser.add_argument("--skip-enterprise", action="append", default=[], metavar="ID",
+                        help="do not play this enterprise's devices (an emulated site plays them); repeatable")
     parser.add_argument("--start", type=start_argument, metavar="YYYY-MM-DDTHH:MM",
                         help="simulated local start time (default: now)")
     parser.add_argument("--status-every", type=float, default=10.0, help="seconds between status lines (0: none)")
@@ -497,6 +502,7 @@ def main(args: argparse.Namespace, config: Config) -> None:
         speed=args.speed, seed=args.seed, timezone=config.ingest.timezone, bad_frame_rate=args.bad_frame_rate,
         outage_rate=args.outage_rate, outage_minutes=args.outage_minutes, limit=args.limit,
         fault_share=args.fault_share, start=args.start, faults=faults_by_mn(args.fault),
+        skip_enterprises=frozenset(e.upper() for e in args.skip_enterprise),
     )
     fleet.start()
     if args.status_every > 0:

@@ -13,7 +13,8 @@ CONFIG=config/demo.toml
 
 pids=()
 stop_all() {
-    trap - INT TERM EXIT
+    trap "" INT TERM  # a second Ctrl-C must not cut the clean stop short
+    trap - EXIT
     echo "demo: stopping" >&2
     for (( i=${#pids[@]}-1; i>=0; i-- )); do
         kill -TERM "${pids[i]}" 2>/dev/null || true
@@ -46,8 +47,25 @@ $GKJK rules --config $CONFIG >>var/log/rules.log 2>&1 &
 pids+=($!)
 echo "demo: rule engine evaluating every minute; alarms in InfluxDB (measurement alarm); log in var/log/rules.log" >&2
 
+# One enterprise runs the whole field chain: Modbus instruments -> data loggers -> HJ 212.
+EMULATED=91320682122757095P
+$GKJK modbus-sim --config $CONFIG --enterprise $EMULATED --port-base 15020 >>var/log/modbus-sim.log 2>&1 &
+pids+=($!)
+port=15020
+for mn in $(.venv/bin/python -c "
+from pathlib import Path
+from gkjk.registry import load_registry
+print(' '.join(d.mn for d in load_registry(Path('registry/demo')).enterprises['$EMULATED'].devices))"); do
+    $GKJK logger --config $CONFIG --mn "$mn" --modbus 127.0.0.1:$port --platform 127.0.0.1:9212 \
+        --store "var/logger/$mn" >>var/log/logger.log 2>&1 &
+    pids+=($!)
+    port=$((port + 1))
+done
+echo "demo: enterprise $EMULATED emulated end to end (Modbus simulator + data loggers); logs in var/log/" >&2
+
 $GKJK simulate --config $CONFIG --status-every 0 --bad-frame-rate 0.002 \
-    --outage-rate 0.0005 --outage-minutes 15 --fault-share 0.25 >>var/log/simulate.log 2>&1 &
+    --outage-rate 0.0005 --outage-minutes 15 --fault-share 0.25 --skip-enterprise $EMULATED \
+    >>var/log/simulate.log 2>&1 &
 pids+=($!)
 echo "demo: simulated enterprises of registry/demo connecting; log in var/log/simulate.log" >&2
 echo "demo: figures every 5 s below; Ctrl-C stops" >&2
