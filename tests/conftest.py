@@ -26,3 +26,15 @@ def influx_db(influxdb: InfluxServer) -> Iterator[tuple[InfluxServer, str]]:
     yield influxdb, name
     influxdb.start()  # a test may have left it stopped
     influxdb.query(f'DROP DATABASE "{name}"')
+
+
+@pytest.fixture
+def influx(influx_db: tuple[InfluxServer, str]) -> InfluxServer:
+    """The InfluxDB server of `influx_db`."""
+    return influx_db[0]
+
+
+@pytest.fixture
+def db(influx_db: tuple[InfluxServer, str]) -> str:
+    """The fresh database of `influx_db`."""
+    return influx_db[1]

@@ -80,13 +80,3 @@ async def make_engine(influx_db: tuple[InfluxServer, str]) -> AsyncIterator[Call
     yield make
     for client in clients:
         await client.close()
-
-
-@pytest.fixture
-def influx(influx_db):
-    return influx_db[0]
-
-
-@pytest.fixture
-def db(influx_db):
-    return influx_db[1]

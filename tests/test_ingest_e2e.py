@@ -46,14 +46,6 @@ def server(tmp_path, influx_db):
         yield process
 
 
-@pytest.fixture
-def influx(influx_db):
-    return influx_db[0]
-
-
-@pytest.fixture
-def db(influx_db):
-    return influx_db[1]
 
 
 MOMENT = datetime(2026, 11, 23, 10, 0, 0)
@@ -212,6 +204,9 @@ def test_workers_share_the_port_and_a_killed_worker_is_replaced(tmp_path, influx
             time.sleep(0.1)
         first = worker_pids(server.process.pid)
         assert len(first) == 2
+        # Both workers listening: each writes its status file once it serves.
+        while not all((server.spool / f"status-{i}.json").exists() for i in (0, 1)) and time.monotonic() < deadline:
+            time.sleep(0.1)
         # One connection at a time: a second connection of the same MN would replace the first.
         for n in range(20):
             logger = Logger(server.port)

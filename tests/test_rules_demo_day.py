@@ -22,7 +22,6 @@ from gkjk_process import ROOT, ServerProcess
 from ingest_twisted.influx import InfluxClient
 from rules_plugins.engine import Engine
 from rules_plugins.plugins import Plugins
-from rules_support import db, influx  # noqa: F401
 
 REGISTRY_PATH = Path(__file__).parent / "data" / "rules_day"
 REGISTRY = load_registry(REGISTRY_PATH)

@@ -8,7 +8,7 @@ import pytest
 import pytest_twisted
 
 from rules_plugins.plugins import Plugins
-from rules_support import MN1, alarms, at, brief, db, influx, make_engine, rtd, steady, write  # noqa: F401
+from rules_support import MN1, alarms, at, brief, make_engine, rtd, steady, write
 
 FURNACE_ON = rtd("P1", "i33200", steady(0, 44, 200))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest_twisted
 
-from rules_support import MN1, MN2, alarms, at, brief, db, influx, make_engine, rtd, steady, write  # noqa: F401
+from rules_support import MN1, MN2, alarms, at, brief, make_engine, rtd, steady, write
 
 ENT_NAME = "如皋市规则测试有限公司"
 

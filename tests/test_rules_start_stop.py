@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 
-from rules_support import alarms, at, brief, db, influx, make_engine, rtd, steady, write  # noqa: F401
+from rules_support import alarms, at, brief, make_engine, rtd, steady, write
 
 TEXT = "如皋市规则测试有限公司：治污设施 布袋除尘风机 "
 

@@ -7,7 +7,7 @@ import uuid
 import pytest
 import pytest_twisted
 
-from rules_support import at, db, influx, make_engine, rtd, steady, write  # noqa: F401
+from rules_support import at, make_engine, rtd, steady, write
 
 FURNACE = rtd("P1", "i33200", steady(0, 60, 200))
 FAN_AT_00 = rtd("T1", "g10201", steady(0, 60, 40, m10_21=0))

@@ -7,7 +7,7 @@ import pytest_twisted
 
 from rules_plugins import hookimpl
 from rules_plugins.plugins import Plugins
-from rules_support import alarms, at, brief, db, influx, make_engine, rtd, steady, write  # noqa: F401
+from rules_support import alarms, at, brief, make_engine, rtd, steady, write
 
 TOWER_FAN_ON = rtd("T3", "g10203", steady(0, 44, 20))
 
