@@ -24,7 +24,8 @@ stop_all() {
 }
 trap stop_all INT TERM EXIT
 
-$GKJK influxd --dir var/influxdb --port 8186 >>var/log/influxd.log 2>&1 &
+# Its own session: the terminal's Ctrl-C must not stop InfluxDB before the server has drained into it.
+setsid $GKJK influxd --dir var/influxdb --port 8186 >>var/log/influxd.log 2>&1 &
 pids+=($!)
 .venv/bin/python - <<'PY'
 import time, urllib.request
