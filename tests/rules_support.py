@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pytest
 import pytest_twisted
 
 from gkjk.config import RulesConfig

@@ -73,7 +73,7 @@ def test_unmapped_factors_are_stored_not_dropped(server, influx, db):
     logger = Logger(server.port)
     logger.send(logger.packet("2051", MOMENT, {"w01018": {"Avg": "36.91", "Flag": "N"}}))
     assert logger.read(1)[0].cn == "9014"
-    [row] = wait_rows(influx, db, f"SELECT * FROM minute WHERE fac = 'unmapped'")
+    [row] = wait_rows(influx, db, "SELECT * FROM minute WHERE fac = 'unmapped'")
     assert row["w01018-Avg"] == 36.91 and row["mn"] == FOUNDRY_MN
 
 
