@@ -494,3 +494,55 @@ def test_stored_records_survive_a_logger_restart(tmp_path, site, logger_processe
         assert ps[len(stored)].cp.data_time >= (START + timedelta(hours=1)).strftime("%Y%m%d%H%M%S")
     finally:
         platform.close()
+
+
+def test_hour_and_day_records_reach_influxdb(tmp_path, influx_db, site, logger_processes) -> None:
+    influx, db = influx_db
+    with ServerProcess(tmp_path / "server", influx.url, db, registry=SITE, spool={"flush_interval": 0.05}) as server:
+        # 5-minute records at 36000x: an hour passes in 0.1 s, the day of START closes (at midnight) in 1.5 s.
+        logger_processes.append(LoggerProcess(tmp_path, site.gateway.port, [server.port],
+                                              "--rtd-interval", "300", "--speed", "36000"))
+        wait_for(lambda: rows(influx, db, f"SELECT * FROM day WHERE mn = '{MN}' AND fac = 'P1'"), 30,
+                 "a day record")
+        wait_for(lambda: len(rows(influx, db, f"SELECT * FROM hour WHERE mn = '{MN}' AND fac = 'P1'")) >= 15, 30,
+                 "the hour records of the first day")
+        expected = float32(site.gateway.values["i33200"])
+        day = rows(influx, db, f"SELECT * FROM day WHERE mn = '{MN}' AND fac = 'P1'")[0]
+        # DataTime is the start of the period: midnight Beijing time, though the logger started at 09:00.
+        assert day["time"] == (datetime(2024, 5, 6) - timedelta(hours=8)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        hours = rows(influx, db, f"SELECT * FROM hour WHERE mn = '{MN}' AND fac = 'P1' ORDER BY time LIMIT 15")
+        assert [h["time"] for h in hours] == [(UTC_START + timedelta(hours=n)).strftime("%Y-%m-%dT%H:%M:%SZ")
+                                              for n in range(15)]
+        for record in [day, *hours]:
+            assert record["i33200-Min"] <= record["i33200-Avg"] <= record["i33200-Max"]
+            assert abs(record["i33200-Avg"] - expected) <= 0.0005
+            assert record["i33200-Flag"] == "N"
+
+
+def test_hour_and_day_backfill_answers_from_history(tmp_path, site, logger_processes) -> None:
+    platform = FakePlatform()
+    try:
+        logger_processes.append(LoggerProcess(tmp_path, site.gateway.port, [platform.port],
+                                              "--rtd-interval", "300", "--speed", "36000"))
+        # Once the first day has closed, every hour from 09:00 to 23:00 has been sent live.
+        platform.wait(lambda ps: any(p.cn == "2031" for p in ps), "a day record", timeout=30)
+        for cn, begin, end, count in (("2061", START, START + timedelta(hours=3), 4),
+                                      ("2031", START - timedelta(days=1), START + timedelta(hours=1), 1)):
+            begin_text, end_text = begin.strftime("%Y%m%d%H%M%S"), end.strftime("%Y%m%d%H%M%S")
+            live = {p.cp.data_time: p for p in platform.everything
+                    if p.cn == cn and begin_text <= p.cp.data_time <= end_text}
+            assert len(live) == count, (cn, sorted(live))
+            platform.packets.clear()
+            platform.send(request := command(cn, BeginTime=begin_text, EndTime=end_text))
+            ps = platform.wait(lambda ps: any(p.cn == "9012" and p.qn == request.qn for p in ps), f"{cn} backfill")
+            answer = [p for p in ps if p.qn == request.qn
+                      or (p.cn == cn and begin_text <= p.cp.data_time <= end_text)]
+            assert [p.cn for p in answer] == ["9011", *[cn] * count, "9012"]
+            assert answer[-1].cp.params == {"ExeRtn": "1"}
+            assert [p.cp for p in answer[1:-1]] == [live[t].cp for t in sorted(live)]
+            assert not {p.qn for p in answer[1:-1]} & {p.qn for p in live.values()}  # each with a new QN
+            for p in answer[1:-1]:
+                factor = p.cp.factors["i33200"]
+                assert float(factor["Min"]) <= float(factor["Avg"]) <= float(factor["Max"])
+    finally:
+        platform.close()

@@ -1,8 +1,8 @@
 """The data-logger emulator (`gkjk logger`): a 数采仪 that polls Modbus instruments and uploads HJ 212.
 
 It reads one registry device's points where `layout.instruments` puts them (the same layout `gkjk modbus-sim`
-serves), sends real-time data (2011) every RtdInterval and minute aggregates (2051, Avg/Min/Max/Flag) to up to
-three platforms, each over its own connection with its own durable queue (`store.UploadQueue`), and answers the
+serves), sends real-time data (2011) every RtdInterval and minute, hour and day aggregates (2051, 2061, 2031:
+Avg/Min/Max/Flag) to up to three platforms, each over its own connection with its own durable queue (`store.UploadQueue`), and answers the
 platforms' commands. When the Modbus gateway cannot be reached it reports a power-loss event (3020) and sends no
 data until the gateway answers again.
 
@@ -51,6 +51,8 @@ MAX_PLATFORMS = 3
 #: Event reported in a 3020 upload when the Modbus side goes away and when it is back (not a code of the
 #: standard, which has no SOE command; the platform stores it in `info` as the text field `Event`).
 POWER_LOSS, POWER_BACK = "PowerLoss", "PowerRestored"
+#: Aggregates the logger sends, each when its period closes (DataTime is the period's start): CN -> length.
+AGGREGATES = {"2051": timedelta(minutes=MINUTE_PERIOD), "2061": timedelta(hours=1), "2031": timedelta(days=1)}
 
 
 class ModbusUnreachable(Exception):
@@ -220,7 +222,7 @@ class PlatformLink:
 
 
 class DataLogger:
-    """One device: polls its instruments, keeps minute windows and history, feeds every platform link."""
+    """One device: polls its instruments, keeps minute/hour/day windows and history, feeds every platform link."""
 
     def __init__(self, device: Device, reader: ModbusReader, platforms: list[tuple[str, int]], store: Path,
                  clock: Clock, rtd_interval: int | None = None, poll_every: float = 0.05,
@@ -236,8 +238,8 @@ class DataLogger:
         self.poll_every = poll_every
         self.links = [PlatformLink(self, host, port, UploadQueue(store / f"{host}_{port}" / "queue.log", queue_limit),
                                    retry_max) for host, port in platforms]
-        self.history = History(store / "history-2051.log", queue_limit)
-        self.window: Window | None = None
+        self.history = {cn: History(store / f"history-{cn}.log", queue_limit) for cn in AGGREGATES}
+        self.windows: dict[str, Window] = {}
         self.next_tick = clock.now()  # set again by start()
         self.power_lost = False
         self.sequence = 0
@@ -257,7 +259,8 @@ class DataLogger:
             self._loop.stop()
         for link in self.links:
             link.stop()
-        self.history.close()
+        for history in self.history.values():
+            history.close()
         self.reader.close()
 
     # records
@@ -318,22 +321,24 @@ class DataLogger:
             self.next_tick += timedelta(seconds=self.rtd_interval)
 
     def tick(self, moment: datetime, values: dict[str, float]) -> None:
-        """One real-time record, and the minute record of the window it closes."""
+        """One real-time record, and the minute, hour or day records of the windows it closes."""
         if not values:  # the gateway answered but no slave did: nothing was measured
             return
         data_time = moment.strftime(TIME_FORMAT)
         factors = {code: {"Rtd": decimal_text(v), "Flag": "N"} for code, v in values.items()}
         self.record("2011", CP(data_time=data_time, factors=factors), moment)
-        start = period_start(moment, timedelta(minutes=MINUTE_PERIOD))
-        if self.window is not None and self.window.start != start:
-            aggregate = self.window.cp()
-            if aggregate.factors:
-                self.history.add(aggregate.data_time, build_cp(aggregate))
-                self.record("2051", aggregate, moment)
-            self.window = None
-        if self.window is None:
-            self.window = Window(start)
-        self.window.add(values)
+        for cn, length in AGGREGATES.items():
+            start = period_start(moment, length)
+            window = self.windows.get(cn)
+            if window is not None and window.start != start:
+                aggregate = window.cp()
+                if aggregate.factors:
+                    self.history[cn].add(aggregate.data_time, build_cp(aggregate))
+                    self.record(cn, aggregate, moment)
+                window = None
+            if window is None:
+                window = self.windows[cn] = Window(start)
+            window.add(values)
 
     # platform commands
 
@@ -341,7 +346,7 @@ class DataLogger:
         params = packet.cp.params
         if packet.cn == "9014":
             link.queue.remove(packet.qn or "")
-        elif packet.cn == "2051" and "BeginTime" in params:
+        elif packet.cn in AGGREGATES and "BeginTime" in params:
             self.backfill(link, packet)
         elif packet.cn in ("1011", "1061"):
             link.answer(replies.qn_rtn(packet))
@@ -373,12 +378,13 @@ class DataLogger:
         return replies.ExeRtn.SUCCESS
 
     def backfill(self, link: PlatformLink, request: Packet) -> None:
-        """9011, each stored minute record in the range (new QN each, acknowledged like any upload), 9012."""
+        """9011, each stored record of the requested CN (2051, 2061 or 2031) in the range (new QN each,
+        acknowledged like any upload), 9012."""
         link.answer(replies.qn_rtn(request))
-        found = self.history.between(request.cp.params.get("BeginTime", ""), request.cp.params.get("EndTime", ""))
+        found = self.history[request.cn].between(request.cp.params.get("BeginTime", ""), request.cp.params.get("EndTime", ""))
         now = self.clock.now()
         for _, body in found:
-            self.record("2051", parse_cp(body), now, [link])
+            self.record(request.cn, parse_cp(body), now, [link])
         link.answer(replies.exe_rtn(request, replies.ExeRtn.SUCCESS if found else replies.ExeRtn.NO_DATA))
 
 
@@ -397,7 +403,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the device's Modbus TCP gateway (gkjk modbus-sim: --port-base + device index)")
     parser.add_argument("--platform", type=address, action="append", required=True, metavar="HOST:PORT",
                         help=f"platform to upload to; repeat for up to {MAX_PLATFORMS}")
-    parser.add_argument("--store", help="directory of the durable queues (default var/logger/<MN>)")
+    parser.add_argument("--store", help="directory of the durable queues and history (default var/logger/<MN>)")
     parser.add_argument("--byte-order", choices=BYTE_ORDERS, default="ABCD",
                         help="byte order of float32 values (default ABCD)")
     parser.add_argument("--rtd-interval", type=int, help="seconds between 2011 records (default: the registry's)")

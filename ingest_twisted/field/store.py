@@ -1,4 +1,4 @@
-"""Durable stores of the data-logger emulator: the per-platform upload queue and the minute-record history.
+"""Durable stores of the data-logger emulator: the per-platform upload queue and the aggregate history.
 
 A terminal must keep what it could not deliver across network outages and power cuts and replay it in order
 (seed 002: at least 4,000 records). Each upload is appended as one line before it is sent and an acknowledgement
@@ -107,7 +107,8 @@ class UploadQueue:
 
 
 class History:
-    """The logger's own aggregates (2051) by DataTime, kept in a file so backfill requests outlive a restart.
+    """The logger's own aggregates of one CN (2051, 2061 or 2031) by DataTime, kept in a file so backfill requests
+    outlive a restart.
 
     One line per record, ``<DataTime> <CP body>``; past `limit` records the oldest are forgotten and the file is
     rewritten once it holds twice the limit.
