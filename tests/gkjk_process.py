@@ -43,23 +43,12 @@ class ServerProcess:
         }
         for name, values in sections.items():
             settings.setdefault(name, {}).update(values)
-        lines = []
-        for name, values in settings.items():
-            lines.append(f"[{name}]")
-            for key, value in values.items():
-                lines.append(f"{key} = {toml_value(value)}")
-        self.config = self.workdir / "gkjk.toml"
-        self.config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        self.config = write_config(self.workdir / "gkjk.toml", settings)
         self.log = self.workdir / "serve.log"
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 20.0) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GKJK_")}
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "gkjk.cli", "serve", "--config", str(self.config)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT, env=env,
-            )
+        self.process = start_gkjk("serve", self.config, self.log)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -89,6 +78,26 @@ class ServerProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def write_config(path: Path, settings: dict[str, dict]) -> Path:
+    """A gkjk TOML file from {section: {key: value}}."""
+    lines = []
+    for name, values in settings.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {toml_value(value)}" for key, value in values.items()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def start_gkjk(command: str, config: Path, log: Path) -> subprocess.Popen:
+    """`gkjk COMMAND --config CONFIG` as a process, output appended to `log`, untouched by the caller's GKJK_*."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GKJK_")}
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gkjk.cli", command, "--config", str(config)],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT, env=env,
+        )
 
 
 def toml_value(value) -> str:

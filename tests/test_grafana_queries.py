@@ -7,10 +7,7 @@ judges them and writes `state` and `alarm`. Each query must return the series th
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,7 +21,7 @@ from gkjk.config import InfluxConfig
 from gkjk.grafana.common import ALL_VALUE
 from gkjk.influxd import InfluxServer
 from gkjk.registry import load_registry
-from gkjk_process import Logger, ServerProcess
+from gkjk_process import Logger, ServerProcess, start_gkjk, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 REGISTRY_PATH = ROOT / "tests" / "data" / "grafana" / "registry"
@@ -61,14 +58,13 @@ def run(influx: InfluxServer, db: str, query: str) -> list[dict]:
 
 def rules_until(influx: InfluxServer, db: str, workdir: Path) -> None:
     """Run `gkjk rules` until it has stored the alarms and run states the data implies."""
-    config = workdir / "rules.toml"
-    config.write_text(f'[influx]\nurl = "{influx.url}"\ndatabase = "{db}"\n[registry]\npath = "{REGISTRY_PATH}"\n'
-                      f'[rules]\ninterval = 0.5\ndisabled_plugins = "{QUIET}"\n', encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GKJK_")}
+    config = write_config(workdir / "rules.toml", {
+        "influx": {"url": influx.url, "database": db},
+        "registry": {"path": str(REGISTRY_PATH)},
+        "rules": {"interval": 0.5, "disabled_plugins": QUIET},
+    })
     log = workdir / "rules.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "gkjk.cli", "rules", "--config", str(config)],
-                                   stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+    process = start_gkjk("rules", config, log)
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and process.poll() is None:

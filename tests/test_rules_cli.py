@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+from gkjk_process import start_gkjk, write_config
 from rules_support import ENT, FAC_MN
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,15 +19,13 @@ def test_rules_command_raises_an_alarm(tmp_path, influx_db):
         for fac, field, value in (("P1", "i33200", 200), ("T1", "g10201", 0)):
             lines.append(f"rtd,ent={ENT},fac={fac},mn={FAC_MN[fac]} {field}-Rtd={value} {minute + 60 * m}")
     influx.write("\n".join(lines).encode(), db, precision="s")
-    config = tmp_path / "gkjk.toml"
-    config.write_text(
-        f'[influx]\nurl = "{influx.url}"\ndatabase = "{db}"\n[registry]\npath = "{ROOT / "tests/data/rules"}"\n'
-        '[rules]\ninterval = 0.5\ndisabled_plugins = "offline"\n', encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GKJK_")}
+    config = write_config(tmp_path / "gkjk.toml", {
+        "influx": {"url": influx.url, "database": db},
+        "registry": {"path": str(ROOT / "tests/data/rules")},
+        "rules": {"interval": 0.5, "disabled_plugins": "offline"},
+    })
     log = tmp_path / "rules.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "gkjk.cli", "rules", "--config", str(config)],
-                                   stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+    process = start_gkjk("rules", config, log)
     try:
         deadline = time.monotonic() + 20
         series = None
