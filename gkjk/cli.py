@@ -50,8 +50,66 @@ def cmd_rules(args: argparse.Namespace) -> None:
 
     try:
         engine.run(_config(args))
+    except ConfigError as error:
+        sys.exit(f"gkjk: configuration error: {error}")
     except RegistryError as error:
         sys.exit(f"gkjk: site registry error: {error}")
+
+
+def cmd_relay(args: argparse.Namespace) -> None:
+    from gkjk.registry import RegistryError
+    from gkjk.relay import service
+
+    try:
+        service.run(_config(args), dry_run=args.dry_run)
+    except ConfigError as error:
+        sys.exit(f"gkjk: configuration error: {error}")
+    except RegistryError as error:
+        sys.exit(f"gkjk: site registry error: {error}")
+
+
+def cmd_registry_template(args: argparse.Namespace) -> None:
+    from rules_plugins.packs.template import skeleton
+    from rules_plugins.plugins import Plugins, parse_disabled
+
+    plugins = Plugins(parse_disabled(_config(args).rules.disabled_plugins))
+    template = plugins.template(args.industry)
+    if template is None:
+        sys.exit(f"gkjk: registry template: no rule pack has a facility template for industry {args.industry!r}")
+    text = skeleton(template)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+
+
+def cmd_carbon_replaced(args: argparse.Namespace) -> None:
+    from twisted.internet import task
+    from twisted.internet.defer import Deferred
+
+    from gkjk.registry import RegistryError, load_registry
+    from ingest_twisted.server import influx_client
+    from rules_plugins.builtin import carbon
+
+    config = _config(args)
+    try:
+        registry = load_registry(Path(config.registry.path))
+        line, said = carbon.replacement(registry, args.enterprise, args.facility, args.at, args.note or "",
+                                        config.ingest.timezone)
+    except RegistryError as error:
+        sys.exit(f"gkjk: site registry error: {error}")
+    except ValueError as error:
+        sys.exit(f"gkjk: carbon replaced: {error}")
+
+    async def store(reactor) -> None:
+        client = influx_client(config, reactor)
+        try:
+            await client.write(line, precision="s")
+        finally:
+            await client.close()
+        print(said)
+
+    task.react(lambda reactor: Deferred.fromCoroutine(store(reactor)))
 
 
 def cmd_registry_check(args: argparse.Namespace) -> None:
@@ -112,8 +170,12 @@ def cmd_telegraf_build(args: argparse.Namespace) -> None:
         registry = load_registry(Path(args.registry or config.registry.path))
     except RegistryError as error:
         sys.exit(f"gkjk: site registry error: {error}")
-    options = telegraf.Options(args.modbus_host, args.port_base, args.byte_order, config.influx, args.hosts_database)
-    written = telegraf.build(registry, Path(args.out), options)
+    options = telegraf.Options(args.modbus_host, args.port_base, args.byte_order, config.influx, args.hosts_database,
+                               args.framer)
+    try:
+        written = telegraf.build(registry, Path(args.out), options)
+    except ValueError as error:  # a registry modbus block whose overrides collide (layout.LayoutError)
+        sys.exit(f"gkjk: telegraf build: {error}")
     print(f"{args.out}: {len(written)} Telegraf configs written")
 
 
@@ -128,8 +190,14 @@ def cmd_grafana_build(args: argparse.Namespace) -> None:
         sys.exit(f"gkjk: site registry error: {error}")
     for warning in grafana.warnings(registry):
         print(f"gkjk: grafana: {warning}", file=sys.stderr)
-    written = grafana.build(registry, Path(args.out), config.influx, args.dashboards_path)
+    written = grafana.build(registry, Path(args.out), config.influx, args.dashboards_path, config.relay.public_url)
     print(f"{args.out}: {len(written)} Grafana files written")
+
+
+def cmd_grafana_preview(args: argparse.Namespace) -> None:
+    from gkjk.grafana import preview
+
+    preview.main(args, _config(args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     rules = commands.add_parser("rules", parents=[common], help="run the rule engine (alarms and run states)")
     rules.set_defaults(func=cmd_rules)
+
+    relay = commands.add_parser("relay", parents=[common],
+                                help="relay Grafana alert notifications to DingTalk and SMS (docs/relay.md)")
+    relay.add_argument("--dry-run", action="store_true",
+                       help="send nothing; record what would be sent in [relay] dry_run_log and the log")
+    relay.set_defaults(func=cmd_relay)
 
     influxd = commands.add_parser("influxd", help="run a local InfluxDB (Debian's influxd) with data in a directory")
     influxd.add_argument("--dir", default="var/influxdb", help="data and config directory (default var/influxdb)")
@@ -192,12 +266,41 @@ def build_parser() -> argparse.ArgumentParser:
     grafana_build.add_argument("--dashboards-path", default="/var/lib/grafana/dashboards/gkjk",
                                help="where Grafana sees dashboards/ (the file provider's path)")
     grafana_build.set_defaults(func=cmd_grafana_build)
+    grafana_preview = grafana_commands.add_parser("preview", parents=[common],
+                                                  help="draw the dashboards with InfluxDB's data to PNG")
+    grafana_preview.add_argument("--dashboards", default="dashboards", help="dashboard JSON directory")
+    grafana_preview.add_argument("--gazetteer", default="provisioning/gazetteer/gkjk-enterprises.json",
+                                 help="locations for the map panels")
+    grafana_preview.add_argument("--out", default="var/preview", help="directory for the PNGs (default var/preview)")
+    grafana_preview.add_argument("--dashboard", metavar="UID", help="only this dashboard")
+    grafana_preview.add_argument("--from", dest="start", metavar="TIME",
+                                 help="now-24h, ISO local time or epoch ms (default: the dashboard's)")
+    grafana_preview.add_argument("--to", dest="end", metavar="TIME", help="range end (default: the dashboard's)")
+    grafana_preview.add_argument("--var", action="append", default=[], metavar="NAME=VALUE",
+                                 help="a template variable's value, repeat for several (default 全部 or the first)")
+    grafana_preview.set_defaults(func=cmd_grafana_preview)
 
     registry = commands.add_parser("registry", help="site registry tools")
     registry_commands = registry.add_subparsers(dest="registry_command", required=True)
     check = registry_commands.add_parser("check", parents=[common], help="validate a registry directory or file")
     check.add_argument("path")
     check.set_defaults(func=cmd_registry_check)
+    template = registry_commands.add_parser("template", parents=[common],
+                                            help="print a registry skeleton from an industry pack's facility template")
+    template.add_argument("--industry", required=True, help="industry, e.g. 工业涂装 (docs/registry.md)")
+    template.add_argument("--out", help="write to this file instead of standard output")
+    template.set_defaults(func=cmd_registry_template)
+
+    carbon = commands.add_parser("carbon", help="activated-carbon records (docs/plugins.md)")
+    carbon_commands = carbon.add_subparsers(dest="carbon_command", required=True)
+    replaced = carbon_commands.add_parser("replaced", parents=[common],
+                                          help="record that an adsorber's carbon was replaced (closes its alarm)")
+    replaced.add_argument("--enterprise", required=True, help="enterprise id (unified social credit code)")
+    replaced.add_argument("--facility", required=True, help="id of the activated_carbon facility")
+    replaced.add_argument("--at", help="when, e.g. '2026-11-23 10:30' ([ingest] timezone unless an offset is given;"
+                                       " default now)")
+    replaced.add_argument("--note", help="free text stored with the record, e.g. who replaced how much")
+    replaced.set_defaults(func=cmd_carbon_replaced)
     return parser
 
 

@@ -91,6 +91,50 @@ class RulesConfig:
     hold_off_minutes: int = 5
     context_minutes: int = 10
     disabled_plugins: str = ""
+    emergency_path: str = ""
+    history_hours: int = 48
+    history_reload_minutes: int = 60
+    # Bureau thresholds: global keys, and a table per industry (rules_plugins.plugins.Plugins.defaults).
+    thresholds: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RelayConfig:
+    listen: str = "127.0.0.1:9300"
+    public_url: str = "http://127.0.0.1:9300"
+    token: str = ""
+    outbox: str = "var/relay/outbox.sqlite"
+    dead_letters: str = "var/relay/dead-letters.jsonl"
+    dry_run: bool = False
+    dry_run_log: str = "var/relay/dry-run.jsonl"
+    dedup_hours: float = 72.0
+    max_attempts: int = 12
+    retry_initial: float = 10.0
+    retry_max: float = 1800.0
+    timeout: float = 15.0
+    dingtalk_base_url: str = "https://oapi.dingtalk.com"
+    dingtalk_secret: str = ""
+    dingtalk_secrets: str = ""
+    dingtalk_msgtype: str = "markdown"
+    dingtalk_per_minute: int = 20
+    sms_provider: str = "aliyun"
+    sms_per_phone_per_hour: int = 5
+    aliyun_endpoint: str = "https://dysmsapi.aliyuncs.com"
+    aliyun_region: str = "cn-hangzhou"
+    aliyun_access_key_id: str = ""
+    aliyun_access_key_secret: str = ""
+    aliyun_sign_name: str = ""
+    aliyun_template_code: str = ""
+    bureau_dingtalk: str = ""
+    bureau_phones: str = ""
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0] or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +146,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     backfill: BackfillConfig = field(default_factory=BackfillConfig)
     rules: RulesConfig = field(default_factory=RulesConfig)
+    relay: RelayConfig = field(default_factory=RelayConfig)
 
 
 def _coerce(setting: str, kind: type, value: Any) -> Any:
@@ -129,10 +174,12 @@ def _coerce(setting: str, kind: type, value: Any) -> Any:
                 pass
     elif kind is str and isinstance(value, str):
         return value
+    elif kind is dict and isinstance(value, dict):
+        return value
     raise ConfigError(f"{setting}: expected {kind.__name__}, got {value!r}")
 
 
-_TYPES = {"bool": bool, "int": int, "float": float, "str": str}
+_TYPES = {"bool": bool, "int": int, "float": float, "str": str, "dict[str, Any]": dict}
 
 
 def _section(name: str, current: Any, values: Mapping[str, Any]) -> Any:
@@ -195,6 +242,11 @@ def _validate(config: Config) -> None:
         raise ConfigError("[rules] context_minutes: must not be negative")
     if config.rules.lookback_minutes <= config.rules.hold_off_minutes:
         raise ConfigError("[rules] lookback_minutes: must be longer than hold_off_minutes")
+    if config.rules.history_hours < 1:
+        raise ConfigError("[rules] history_hours: must be at least 1")
+    if config.rules.history_reload_minutes < 0:
+        raise ConfigError("[rules] history_reload_minutes: must not be negative")
+    _validate_thresholds(config.rules.thresholds)
     if config.spool.fsync_interval < 0:
         raise ConfigError("[spool] fsync_interval: must not be negative")
     try:
@@ -203,3 +255,36 @@ def _validate(config: Config) -> None:
         ZoneInfo(ingest.timezone)
     except Exception:
         raise ConfigError(f"[ingest] timezone: unknown time zone {ingest.timezone!r}") from None
+    _validate_relay(config.relay)
+
+
+def _validate_relay(relay: RelayConfig) -> None:
+    try:
+        port = relay.port
+    except ValueError:
+        raise ConfigError(f"[relay] listen: expected HOST:PORT, got {relay.listen!r}") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"[relay] listen: port {port} out of range")
+    if relay.dingtalk_msgtype not in ("text", "markdown"):
+        raise ConfigError(f"[relay] dingtalk_msgtype: expected text or markdown, got {relay.dingtalk_msgtype!r}")
+    if relay.max_attempts < 1:
+        raise ConfigError("[relay] max_attempts: must be at least 1")
+    if not 0 < relay.retry_initial <= relay.retry_max:
+        raise ConfigError("[relay] retry_initial: must be positive and at most retry_max")
+    for key in ("dingtalk_per_minute", "sms_per_phone_per_hour"):
+        if getattr(relay, key) < 1:
+            raise ConfigError(f"[relay] {key}: must be at least 1")
+    for key in ("timeout", "dedup_hours"):
+        if getattr(relay, key) <= 0:
+            raise ConfigError(f"[relay] {key}: must be positive")
+
+
+def _validate_thresholds(thresholds: Mapping[str, Any]) -> None:
+    """Numbers, globally or in one table per industry; which keys exist is known only to the rule plugins, so
+    `gkjk rules` checks the names at start (rules_plugins.plugins.Plugins.check_thresholds)."""
+    for key, value in thresholds.items():
+        table, where = (value, f'[rules.thresholds."{key}"]') if isinstance(value, dict) else \
+            ({key: value}, "[rules.thresholds]")
+        for name, number in table.items():
+            if not isinstance(number, (int, float)) or isinstance(number, bool):
+                raise ConfigError(f"{where} {name}: expected a number, got {number!r}")

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Annotated, Any, ClassVar, Literal, NamedTuple, get_args
@@ -95,6 +96,7 @@ _SCRUBBERS = frozenset({"spray_tower", "water_curtain", "acid_mist_scrubber", "a
 # Design parameters that only make sense for some treatment kinds (a typo'd kind would silently disable a rule).
 TREATMENT_PARAM_KINDS: Mapping[str, frozenset[str]] = MappingProxyType({
     "design_hours": frozenset({"activated_carbon"}),
+    "last_replaced": frozenset({"activated_carbon"}),
     "min_temperature": frozenset({"rto", "rco", "co"}),
     "ph_min": _SCRUBBERS,
     "ph_max": _SCRUBBERS,
@@ -202,6 +204,7 @@ class TreatmentFacility(_Model):
     rated_power: Positive | None = None
     airflow: Positive | None = None
     design_hours: Positive | None = None
+    last_replaced: datetime | date | None = None  # carbon last replaced; a date is local midnight ([ingest] timezone)
     min_temperature: Positive | None = None
     ph_min: float | None = Field(default=None, ge=0, le=14)
     ph_max: float | None = Field(default=None, ge=0, le=14)
@@ -239,6 +242,37 @@ class Point(_Model):
         return data
 
 
+def _host(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9.:-]{1,253}", value):
+        raise ValueError(f"must be a host name or IP address, got {value!r}")
+    return value
+
+
+ByteOrder = Literal["ABCD", "CDAB", "BADC", "DCBA"]
+ModbusFramer = Literal["tcp", "rtu_over_tcp"]
+#: Quantities the data logger computes from run states: no instrument holds them.
+COMPUTED_QUANTITIES = frozenset({"carbon_hours", "run_time"})
+
+
+class ModbusPoint(_Model):
+    """Where a real site's instrument holds one point, when not where the derived layout puts it."""
+
+    factor: FactorCode
+    unit_id: int | None = Field(default=None, ge=1, le=247)
+    address: int | None = Field(default=None, ge=0, le=65534)
+    byte_order: ByteOrder | None = None
+
+
+class ModbusGateway(_Model):
+    """How a data logger reaches its instruments: a Modbus TCP gateway or a serial server passing RTU frames."""
+
+    host: Annotated[str, AfterValidator(_host)]
+    port: int = Field(default=502, ge=1, le=65535)
+    framer: ModbusFramer | None = None
+    byte_order: ByteOrder | None = None
+    points: list[ModbusPoint] = []
+
+
 class Device(_Model):
     """A data logger (数采仪) speaking HJ 212; its MN is the key the ingest server receives."""
 
@@ -248,6 +282,7 @@ class Device(_Model):
     sm4_key: Sm4Key | None = None
     rtd_interval: int = Field(default=60, ge=1, le=86400)
     points: list[Point] = []
+    modbus: ModbusGateway | None = None
 
 
 class Enterprise(_Model):
@@ -563,6 +598,24 @@ def _semantic_issues(ent: Enterprise) -> Iterator[tuple[str, str]]:
                 yield f"{path}.on_threshold", f"must be below rated ({pt.rated})"
             if pt.normal is not None and pt.on_threshold is not None and pt.normal <= pt.on_threshold:
                 yield f"{path}.normal", f"must be above on_threshold ({pt.on_threshold})"
+        if dev.modbus is not None:
+            yield from _modbus_issues(dev, f"devices[{d}].modbus")
+
+
+def _modbus_issues(dev: Device, path: str) -> Iterator[tuple[str, str]]:
+    """A device's `modbus` block names its own points, each once, and only points an instrument holds."""
+    quantities = {pt.factor.lower(): pt.quantity for pt in dev.points}
+    seen: dict[str, int] = {}
+    for i, override in enumerate(dev.modbus.points):
+        key = override.factor.lower()
+        where = f"{path}.points[{i}].factor"
+        if key in seen:
+            yield where, f"duplicate factor {override.factor!r} (also points[{seen[key]}])"
+        elif key not in quantities:
+            yield where, f"factor {override.factor!r} is not a point of this device"
+        elif quantities[key] in COMPUTED_QUANTITIES:
+            yield where, f"{quantities[key]} is computed by the data logger, not read from an instrument"
+        seen.setdefault(key, i)
 
 
 def _load_file(path: Path, content: bytes, issues: list[Issue]) -> Enterprise | None:

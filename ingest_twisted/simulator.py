@@ -6,8 +6,12 @@ aggregates, keeps every upload until the platform acknowledges it (9014),
 re-sends what is unacknowledged after a reconnect, answers backfill requests
 from its history, and answers time commands. Values follow a daily production
 schedule per enterprise, with treatment started before and stopped after
-production. Optional faults: outages (the device goes away and replays its
-stored records when back) and malformed frames.
+production. During a heavy-pollution alert period (the period files of
+rules_plugins.emergency_periods) an enterprise on the emergency-control list
+obeys like most real ones do: its 停产 lines stop (the treatment follows as
+after any stop) and its 限产 lines run under their load cap. Optional faults:
+outages (the device goes away and replays its stored records when back),
+malformed frames, wrong values (`Faults`) and alerts ignored.
 
 Time can be compressed (`--speed`): simulated seconds per real second.
 """
@@ -17,7 +21,8 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-from collections import OrderedDict
+from collections import Counter, OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -28,17 +33,21 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 
 from gkjk.config import Config
-from gkjk.registry import Device, Enterprise, load_registry
+from gkjk.registry import Device, Enterprise, Point, load_registry
 from ingest_twisted.hj212 import replies, sm4
 from ingest_twisted.hj212.frame import Frame, encode_frame
 from ingest_twisted.hj212.packet import CP, Packet, PacketError, build_segment, parse_segment
 from ingest_twisted.protocol import HJ212Receiver
+from rules_plugins.control import DEFAULT_LOAD_CAP, KW, controlled, requirement
+from rules_plugins.emergency_periods import EmergencyPeriods, Period, strictest
 
 log = Logger()
 
 #: Devices keep at least this many unacknowledged uploads (the terminal requirement is >= 4000).
 STORE_LIMIT = 10_000
 VERSION_FLAG = {"2005": 0, "2017": 4, "2025": 8}
+#: Rated value of a point the registry gives none.
+DEFAULT_RATED = 50.0
 #: Minutes between minute-data (2051) records.
 MINUTE_PERIOD = 10
 TIME_FORMAT = "%Y%m%d%H%M%S"
@@ -84,6 +93,38 @@ class Faults:
     flat: bool = False
 
 
+#: The fault that is no value: the enterprise ignores alert periods, its controlled lines keep full production.
+EMERGENCY_IGNORED = "emergency_ignored"
+#: Every fault `--fault` accepts; `--fault-share` draws one of `Faults` (in this order: a seed keeps its faults).
+FAULT_NAMES = (*(f.name for f in fields(Faults)), EMERGENCY_IGNORED)
+#: A running line draws this share of its rated current, and this share of it as power.
+RUNNING_CURRENT, RUNNING_POWER = 0.75, 0.7
+#: A 限产 line runs at this share of its cap: under it, with room for the noise.
+LIMITED_SHARE = 0.8
+
+
+class EmergencyMeasures:
+    """What the alert periods covering an enterprise ask of its controlled lines at a simulated moment (the
+    judgement of rules_plugins.control: the same periods, level overrides and caps)."""
+
+    def __init__(self, enterprise: Enterprise, periods: Sequence[Period], zone: ZoneInfo, default_cap: float) -> None:
+        self.lines = {line.id: line for line in controlled(enterprise)}
+        self.periods = [p for p in periods if p.covers(enterprise)]
+        self.zone = zone
+        self.default_cap = default_cap
+        # The engine sums a line's phase-less active_power points, else its phases: how many share the line's power.
+        self.power_points = Counter((p.facility, p.phase is None) for d in enterprise.devices for p in d.points
+                                    if p.quantity == "active_power")
+
+    def requirement(self, facility_id: str, moment: datetime) -> tuple[str, float | None] | None:
+        """(停产 or 限产, cap in % of the load base) in force for a line at a local moment; None: nothing asked."""
+        line = self.lines.get(facility_id)
+        if line is None:
+            return None
+        period = strictest(self.periods, int(moment.replace(tzinfo=self.zone).timestamp()))
+        return None if period is None else requirement(line, period, self.default_cap)
+
+
 class DeviceModel:
     """The values a device's points would read at a given moment."""
 
@@ -93,6 +134,8 @@ class DeviceModel:
         self.schedule = schedule
         self.rng = rng
         self.faults = Faults()
+        self.ignores_emergency = False
+        self.emergency: EmergencyMeasures | None = None  # the alerts in force that it obeys (Fleet sets it)
         self.energy: dict[str, float] = {}
         self.run_hours: dict[str, float] = {}
         self._flat: dict[str, float] = {}
@@ -100,10 +143,38 @@ class DeviceModel:
     def running(self, facility_id: str, moment: datetime) -> bool:
         facility = self.enterprise.facility(facility_id)
         if facility is None or facility.role == "production":
-            return self.schedule.producing(moment)
+            return self.producing(facility_id, moment)
         if self.faults.treatment_off:
             return False
-        return self.schedule.treating(moment)
+        if self.emergency is None:
+            return self.schedule.treating(moment)
+        # From `lead` before to `lag` after any line it serves, a line stopped by an alert included.
+        return any(self.producing(line, at) for line in facility.serves
+                   for at in (moment, moment + self.schedule.lead, moment - self.schedule.lag))
+
+    def producing(self, line_id: str, moment: datetime) -> bool:
+        """A production line runs in its shifts, unless an alert in force stops it."""
+        if not self.schedule.producing(moment):
+            return False
+        required = self.emergency.requirement(line_id, moment) if self.emergency is not None else None
+        return required is None or required[0] != "停产"
+
+    def limited(self, point: Point, moment: datetime) -> float:
+        """The factor a 限产 line's load quantities are turned down by, so that the load the engine measures
+        (rules_plugins.control.loads: current over `normal` else `rated`; active power over the line's
+        `rated_power`) is LIMITED_SHARE of the cap; 1 without a cap in force."""
+        required = self.emergency.requirement(point.facility, moment) if self.emergency is not None else None
+        if required is None or required[1] is None:
+            return 1.0
+        target = LIMITED_SHARE * required[1] / 100
+        rated = point.rated or DEFAULT_RATED
+        if point.quantity == "current":
+            return min(1.0, target * (point.normal or rated) / (rated * RUNNING_CURRENT))
+        line = self.enterprise.facility(point.facility)
+        if point.quantity == "active_power" and line.rated_power:
+            kw = line.rated_power * target / self.emergency.power_points[(point.facility, point.phase is None)]
+            return min(1.0, kw / KW.get(point.unit, 1.0) / (rated * RUNNING_POWER))
+        return min(1.0, target / RUNNING_CURRENT)
 
     def sample(self, moment: datetime, step_seconds: float) -> dict[str, float]:
         values = {}
@@ -116,24 +187,25 @@ class DeviceModel:
 
     def _value(self, point, moment: datetime, step_seconds: float) -> float:
         on = self.running(point.facility, moment)
+        scale = self.limited(point, moment) if on and self.emergency is not None else 1.0
         noise = self.rng.gauss
-        rated = point.rated or 50.0
+        rated = point.rated or DEFAULT_RATED
         quantity = point.quantity
         if quantity in ("current", "fan_current"):
-            load = 0.35 if (self.faults.low_load and quantity == "fan_current") else 0.75
-            return max(0.0, rated * load + noise(0, rated * 0.02)) if on else abs(noise(0, 0.05))
+            load = 0.35 if (self.faults.low_load and quantity == "fan_current") else RUNNING_CURRENT
+            return max(0.0, (rated * load + noise(0, rated * 0.02)) * scale) if on else abs(noise(0, 0.05))
         if quantity == "voltage":
             return 220 + noise(0, 1.5)
         if quantity in ("active_power", "demand", "apparent_power"):
-            return max(0.0, rated * 0.7 + noise(0, rated * 0.03)) if on else abs(noise(0, 0.02))
+            return max(0.0, (rated * RUNNING_POWER + noise(0, rated * 0.03)) * scale) if on else abs(noise(0, 0.02))
         if quantity == "reactive_power":
-            return max(0.0, rated * 0.3 + noise(0, rated * 0.02)) if on else 0.0
+            return max(0.0, (rated * 0.3 + noise(0, rated * 0.02)) * scale) if on else 0.0
         if quantity == "power_factor":
             return min(1.0, 0.92 + noise(0, 0.01)) if on else 0.0
         if quantity == "frequency":
             return 50 + noise(0, 0.02)
         if quantity in ("energy", "reactive_energy"):
-            rate = (rated * 0.7 if on else 0.01) * step_seconds / 3600
+            rate = (rated * RUNNING_POWER * scale if on else 0.01) * step_seconds / 3600
             self.energy[point.factor] = self.energy.get(point.factor, 1000.0 * self.rng.random()) + rate
             return self.energy[point.factor]
         if quantity in ("switch", "spray"):
@@ -156,7 +228,7 @@ class DeviceModel:
         if quantity == "humidity":
             return 60 + noise(0, 3)
         if quantity in ("flow", "velocity"):
-            return max(0.0, rated * 0.8 + noise(0, rated * 0.05)) if on else 0.0
+            return max(0.0, (rated * 0.8 + noise(0, rated * 0.05)) * scale) if on else 0.0
         return max(0.0, 20 + noise(0, 2))
 
 
@@ -360,7 +432,10 @@ class Fleet:
                  timezone: str = "Asia/Shanghai", start: datetime | None = None, bad_frame_rate: float = 0.0,
                  outage_rate: float = 0.0, outage_minutes: float = 30.0, limit: int | None = None,
                  fault_share: float = 0.0, faults: dict[str, list[str]] | None = None,
-                 skip_enterprises: frozenset[str] = frozenset(), reactor=None) -> None:
+                 skip_enterprises: frozenset[str] = frozenset(), emergency_path: Path | None = None,
+                 load_cap: float = DEFAULT_LOAD_CAP, reactor=None) -> None:
+        """`emergency_path`: the directory of alert-period files the enterprises obey (None: no alerts);
+        `load_cap`: the cap of a 限产 line without its own (the engine's threshold `emergency_load_cap`)."""
         if reactor is None:
             from twisted.internet import reactor
         self.registry = load_registry(registry_path)
@@ -372,6 +447,9 @@ class Fleet:
         self.bad_frame_rate = bad_frame_rate
         self.outage_rate = outage_rate
         self.outage_minutes = outage_minutes
+        self.alerts = EmergencyPeriods(emergency_path, self.zone)
+        self.load_cap = load_cap
+        self._alerts_followed: list[Period] | None = None
         self.real_start = reactor.seconds()
         self.sim_start = start or datetime.now(self.zone).replace(tzinfo=None, microsecond=0)
         self.acked = 0
@@ -379,10 +457,13 @@ class Fleet:
         self.backfills_answered = 0
         self.devices: list[SimulatedDevice] = []
         self._next_tick: dict[int, datetime] = {}
+        # A stream of its own, so that choosing who ignores alerts leaves every other fault where a seed put it.
+        ignoring = random.Random(f"emergency-{seed}")
         for enterprise in self.registry.enterprises.values():
             schedule = Schedule.for_enterprise(self.rng)
             if enterprise.id in skip_enterprises:
                 continue
+            controlled_lines = {line.id for line in controlled(enterprise)}
             for device in enterprise.devices:
                 if limit is not None and len(self.devices) >= limit:
                     break
@@ -390,8 +471,13 @@ class Fleet:
                 chosen = list((faults or {}).get(device.mn.upper(), ()))
                 if self.rng.random() < fault_share:
                     chosen.append(self.rng.choice([f.name for f in fields(Faults)]))
+                if any(p.facility in controlled_lines for p in device.points) and ignoring.random() < fault_share:
+                    chosen.append(EMERGENCY_IGNORED)
                 for fault in chosen:
-                    setattr(model.faults, fault, True)
+                    if fault == EMERGENCY_IGNORED:
+                        model.ignores_emergency = True
+                    else:
+                        setattr(model.faults, fault, True)
                     log.info("MN {mn} ({name}) plays fault {fault}", mn=device.mn, name=enterprise.name, fault=fault)
                 self.devices.append(SimulatedDevice(model, self))
         played = {d.device.mn.upper() for d in self.devices}
@@ -403,6 +489,22 @@ class Fleet:
     def now(self) -> datetime:
         """Simulated local wall time."""
         return self.sim_start + timedelta(seconds=(self.reactor.seconds() - self.real_start) * self.speed)
+
+    def follow_alerts(self) -> None:
+        """Give every obeying device the periods covering its enterprise, again whenever the period files change
+        (a broken set is refused and the last good one kept, as in the engine)."""
+        periods = self.alerts.current()
+        if periods is self._alerts_followed:
+            return
+        self._alerts_followed = periods
+        plans: dict[str, EmergencyMeasures | None] = {}
+        for device in self.devices:
+            model = device.model
+            enterprise = model.enterprise
+            if enterprise.id not in plans:
+                plan = EmergencyMeasures(enterprise, periods, self.zone, self.load_cap)
+                plans[enterprise.id] = plan if plan.lines and plan.periods else None
+            model.emergency = None if model.ignores_emergency else plans[enterprise.id]
 
     def connect(self, device: SimulatedDevice) -> None:
         device.factory.continueTrying = True
@@ -427,6 +529,7 @@ class Fleet:
                 device.connection.transport.loseConnection()
 
     def step(self) -> None:
+        self.follow_alerts()
         now = self.now()
         for index, device in enumerate(self.devices):
             device.maybe_come_back(now)
@@ -460,10 +563,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="simulated minutes an outage lasts (default 30)")
     parser.add_argument("--fault-share", type=float, default=0.0,
                         help="share of devices that play one fault: treatment off, low load, burner cold,"
-                             " spray off or flat data (default 0)")
+                             " spray off or flat data; and, drawn apart, share of the devices measuring lines"
+                             " under emergency control that ignore alert periods (default 0)")
     parser.add_argument("--fault", action="append", default=[], metavar="MN=FAULT", type=fault_argument,
-                        help="make device MN play FAULT (one of: " + ", ".join(f.name for f in fields(Faults))
-                             + "); repeatable")
+                        help="make device MN play FAULT (one of: " + ", ".join(FAULT_NAMES) + "); repeatable")
+    parser.add_argument("--emergency-path", metavar="DIR",
+                        help="directory of alert-period files the enterprises on the emergency-control list obey"
+                             " (default: [rules] emergency_path of the config; empty: none)")
     parser.add_argument("--skip-enterprise", action="append", default=[], metavar="ID",
                         help="do not play this enterprise's devices (an emulated site plays them); repeatable")
     parser.add_argument("--start", type=start_argument, metavar="YYYY-MM-DDTHH:MM",
@@ -473,9 +579,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def fault_argument(text: str) -> tuple[str, str]:
     mn, _, fault = text.partition("=")
-    names = [f.name for f in fields(Faults)]
-    if not mn.strip() or fault.strip() not in names:
-        raise argparse.ArgumentTypeError(f"expected MN=FAULT with FAULT one of {', '.join(names)}: {text!r}")
+    if not mn.strip() or fault.strip() not in FAULT_NAMES:
+        raise argparse.ArgumentTypeError(f"expected MN=FAULT with FAULT one of {', '.join(FAULT_NAMES)}: {text!r}")
     return mn.strip().upper(), fault.strip()
 
 
@@ -497,12 +602,15 @@ def main(args: argparse.Namespace, config: Config) -> None:
     from twisted.internet import reactor
 
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
+    emergency_path = config.rules.emergency_path if args.emergency_path is None else args.emergency_path
+    load_cap = config.rules.thresholds.get("emergency_load_cap", DEFAULT_LOAD_CAP)
     fleet = Fleet(
         Path(args.registry or config.registry.path), args.host, args.port or config.ingest.port,
         speed=args.speed, seed=args.seed, timezone=config.ingest.timezone, bad_frame_rate=args.bad_frame_rate,
         outage_rate=args.outage_rate, outage_minutes=args.outage_minutes, limit=args.limit,
         fault_share=args.fault_share, start=args.start, faults=faults_by_mn(args.fault),
         skip_enterprises=frozenset(e.upper() for e in args.skip_enterprise),
+        emergency_path=Path(emergency_path) if emergency_path else None, load_cap=load_cap,
     )
     fleet.start()
     if args.status_every > 0:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -27,8 +28,11 @@ from gkjk.config import Config, RulesConfig
 from gkjk.registry import Enterprise, Registry
 from ingest_twisted.influx import InfluxClient
 from ingest_twisted.lineprotocol import point
-from rules_plugins import watch as watching
+from rules_plugins import control, watch as watching
+from rules_plugins.builtin.carbon import Ledger
+from rules_plugins.emergency_periods import EmergencyPeriods, in_scope
 from rules_plugins.episodes import Episode, episode_id, scan
+from rules_plugins.history import History
 from rules_plugins.model import Alarm, Condition, Rule
 from rules_plugins.plugins import Plugins, parse_disabled
 from rules_plugins.site import Readings, Site
@@ -64,6 +68,7 @@ class Report:
     closed: int = 0
     retracted: int = 0
     states: int = 0
+    controls: int = 0  # `control` and `emergency` points (rules_plugins.control)
 
 
 def minute_means(rows: list[list[Any]]) -> list[float | None]:
@@ -81,14 +86,22 @@ class Engine:
     """Evaluates every enterprise of the registry over the window that ends at the last whole minute."""
 
     def __init__(
-        self, client: InfluxClient, registry: Callable[[], Registry], plugins: Plugins, config: RulesConfig
+        self, client: InfluxClient, registry: Callable[[], Registry], plugins: Plugins, config: RulesConfig,
+        timezone: str = "Asia/Shanghai",
     ) -> None:
+        """`timezone` ([ingest] timezone) reads the registry's carbon `last_replaced` dates and the times in
+        emergency period files."""
         self.client = client
         self.registry = registry
         self.plugins = plugins
         self.config = config
         self.states = StateWriter()
+        self.controls = control.ControlWriter()
+        self.emergency = EmergencyPeriods(Path(config.emergency_path) if config.emergency_path else None,
+                                          ZoneInfo(timezone))
         self.watch: watching.Watch | None = None  # read from `state` once, then kept up to date
+        self.carbon = Ledger(timezone)  # activated-carbon replacements (builtin/carbon.py)
+        self.history = History(config.history_hours, config.history_reload_minutes, timezone)  # flat, transmission
 
     async def evaluate(self, now: float) -> Report:
         """Judge the `lookback_minutes` whole minutes before `now` (epoch s) and write what changed."""
@@ -96,17 +109,25 @@ class Engine:
         start = end - self.config.lookback_minutes * 60
         registry = self.registry()
         readings = await self.read(registry, start, end)
+        await self.carbon.refresh(self.client, registry, readings)
+        await self.history.update(self.client, registry, readings)
         before, within = await self.stored(start)
+        alarmed = {*within, *(key for key, event in before.items() if event.state == "open")}
         if self.watch is None:
             self.watch = await watching.stored(self.client)
         watch, lines = watching.update(self.watch, registry, readings, end)
+        periods = self.emergency.current()
+        controls = self.controls.periods(periods, registry, readings.minutes)
         report = Report(start, end)
         defaults: dict[str, dict[str, float]] = {}
         for enterprise in registry.enterprises.values():
             if enterprise.industry not in defaults:
-                defaults[enterprise.industry] = self.plugins.defaults(enterprise.industry)
-            site = Site(enterprise, registry, readings, defaults[enterprise.industry], watch)
+                defaults[enterprise.industry] = self.plugins.defaults(enterprise.industry, self.config.thresholds)
+            site = Site(enterprise, registry, readings, defaults[enterprise.industry], watch, carbon=self.carbon,
+                        history=self.history, alarmed=alarmed,
+                        periods=in_scope(periods, enterprise, start, end))
             states = self.states.lines(site)
+            controls.extend(self.controls.lines(site, control.judge(site)))
             report.states += len(states)
             lines.extend(states)
             for plugin, rule in self.plugins.rules(enterprise):
@@ -117,10 +138,15 @@ class Engine:
                     continue
                 for condition in conditions:
                     key = (enterprise.id, condition.subject, rule.name)
+                    if key not in alarmed and not any(condition.minutes.values()):
+                        continue  # nothing stored to carry on or withdraw, nothing violated: nothing to write
                     lines.extend(self.reconcile(site, rule, condition, before.get(key), within.get(key, ()), report))
+        report.controls = len(controls)
+        lines.extend(controls)
         for i in range(0, len(lines), WRITE_BATCH):
             await self.client.write(b"\n".join(lines[i:i + WRITE_BATCH]), precision="s")
         self.states.commit()  # only once stored: after a failed write the next evaluation writes it all again
+        self.controls.commit()
         self.watch = watch
         return report
 
@@ -135,16 +161,19 @@ class Engine:
             return Readings(start, end, first)
         lead = (max(stands.values()) - 1) * 60
         query = (f'SELECT /(?i)^({"|".join(factors)})-Rtd$/ FROM "rtd" '
-                 f'WHERE time >= {first - lead}s AND time < {end}s GROUP BY "mn"')
+                 f'WHERE time >= {first - lead}s AND time < {end}s GROUP BY "mn"; '
+                 f'SELECT "Event" FROM "info" WHERE time >= {first}s AND time < {end}s GROUP BY "mn"')
         result = await self.client.query(query, epoch="s")
         values: dict[tuple[str, str], dict[int, float]] = {}
         present: dict[str, frozenset[int]] = {}
+        records: dict[str, dict[int, int]] = {}  # MN -> minute -> real-time records received in it
         for series in result["results"][0].get("series", []):
             mn = series["tags"]["mn"].upper()
             if mn not in stands:
                 continue
             columns = [column[:-len("-Rtd")].lower() for column in series["columns"][1:]]
             held_by_mn = set(present.get(mn, ()))  # the same MN in another letter case adds to it
+            received = records.setdefault(mn, {})
             points, stand = series["values"], stands[mn] * 60  # points in ascending time
             i = 0
             while i < len(points):
@@ -152,6 +181,9 @@ class Engine:
                 j = i + 1
                 while j < len(points) and points[j][0] - points[j][0] % 60 == minute:
                     j += 1
+                if minute >= first:  # a record is one DataTime, whatever facility points it was split into
+                    count = 1 if j - i == 1 else len({p[0] for p in points[i:j]})
+                    received[minute] = received.get(minute, 0) + count
                 means, i = minute_means(points[i:j]), j
                 held = range(max(minute, first), min(minute + stand, end), 60)
                 if not held:
@@ -166,7 +198,12 @@ class Engine:
                             target[m] = value
                 held_by_mn.update(held)
             present[mn] = frozenset(held_by_mn)
-        return Readings(start, end, first, values, present)
+        events: dict[str, list[tuple[int, str]]] = {}  # field-unit events (3020 `Event`), builtin/power_loss.py
+        for series in result["results"][1].get("series", []):
+            events.setdefault(series["tags"]["mn"].upper(), []).extend(
+                (time, event) for time, event in series["values"] if isinstance(event, str))
+        return Readings(start, end, first, values, present, records,
+                        {mn: tuple(sorted(found)) for mn, found in events.items()})
 
     async def stored(self, start: int) -> tuple[dict[Key, StoredEvent], dict[Key, list[StoredEvent]]]:
         """Per alarm series: the last live event before the window, and every event inside it."""
@@ -240,7 +277,7 @@ class Engine:
             if state != "retracted" and (time, event_id, state) not in derived and time not in derived_times:
                 tags = {"ent": site.enterprise.id, "county": event.county, "fac": condition.subject,
                         "rule": rule.name, "severity": event.severity}
-                lines.append(point("alarm", tags, {"state": "retracted"}, time))
+                lines.append(point("alarm", tags, {"state": "retracted", "active": 0}, time))
                 report.retracted += 1
                 log.info("alarm {id} {state} at {time} retracted: the data no longer supports it",
                          id=event_id, state=state, time=time)
@@ -260,17 +297,19 @@ class Engine:
         log.info("alarm {state}: {message}", state=state, message=message)
         tags = {"ent": enterprise.id, "county": enterprise.county, "fac": condition.subject, "rule": rule.name,
                 "severity": rule.severity}
-        fields = {"id": episode.id, "state": state, "message": message, "started": episode.started,
-                  "duration_s": held, "context": json.dumps(dict(episode.context), ensure_ascii=False, sort_keys=True)}
+        fields = {"id": episode.id, "state": state, "active": int(state == "open"), "message": message,
+                  "started": episode.started, "duration_s": held,
+                  "context": json.dumps(dict(episode.context), ensure_ascii=False, sort_keys=True)}
         return point("alarm", tags, fields, time)
 
     def tick(self, now: float) -> Deferred[None]:
         """One evaluation for the LoopingCall: failures are logged, never stop the loop."""
         d = Deferred.fromCoroutine(self.evaluate(now))
         d.addCallbacks(
-            lambda r: log.info("rules: {opened} opened, {closed} closed, {retracted} retracted, {states} states; "
-                               "plugin failures {failures}", opened=r.opened, closed=r.closed,
-                               retracted=r.retracted, states=r.states, failures=dict(self.plugins.failures)),
+            lambda r: log.info("rules: {opened} opened, {closed} closed, {retracted} retracted, {states} states, "
+                               "{controls} control points; plugin failures {failures}", opened=r.opened,
+                               closed=r.closed, retracted=r.retracted, states=r.states, controls=r.controls,
+                               failures=dict(self.plugins.failures)),
             lambda f: log.failure("rules evaluation failed", f),
         )
         return d
@@ -290,9 +329,10 @@ def run(config: Config) -> None:
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
     holder = RegistryHolder(Path(config.registry.path))
     plugins = Plugins(parse_disabled(config.rules.disabled_plugins))
+    plugins.check_thresholds(config.rules.thresholds)  # an unknown key or industry stops the start (ConfigError)
     log.info("rule plugins: {names}", names=", ".join(plugins.names))
     client = influx_client(config, reactor)
-    engine = Engine(client, lambda: holder.current, plugins, config.rules)
+    engine = Engine(client, lambda: holder.current, plugins, config.rules, config.ingest.timezone)
     loop = LoopingCall(lambda: engine.tick(reactor.seconds()))
     loop.clock = reactor
 

@@ -10,6 +10,7 @@ import pluggy
 if TYPE_CHECKING:
     from gkjk.registry import Enterprise
     from rules_plugins.model import Alarm, Rule
+    from rules_plugins.packs.template import Template
 
 hookspec = pluggy.HookspecMarker("gkjk")
 
@@ -27,3 +28,9 @@ def gkjk_rule_defaults(industry: str) -> Mapping[str, float] | None:
 @hookspec(firstresult=True)
 def gkjk_alarm_message(alarm: Alarm, enterprise: Enterprise) -> str | None:
     """The Chinese text sent for an alarm event (open or closed); None leaves it to the next plugin."""
+
+
+@hookspec(firstresult=True)
+def gkjk_facility_template(industry: str) -> Template | None:
+    """The facilities an enterprise of this industry usually has, how they are linked and metered (the skeleton of
+    `gkjk registry template`); None leaves it to the next plugin."""

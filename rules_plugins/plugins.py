@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import importlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 from twisted.logger import Logger
 
+from gkjk.config import ConfigError
+from gkjk.registry import INDUSTRIES
 from rules_plugins import hookspecs
 
 if TYPE_CHECKING:
     from gkjk.registry import Enterprise
     from rules_plugins.model import Rule
+    from rules_plugins.packs.template import Template
 
 ENTRY_POINT_GROUP = "gkjk.rules"
 DEFAULT_PLUGINS = (
@@ -33,14 +37,30 @@ DEFAULT_PLUGINS = (
     "rules_plugins.builtin.carbon",
     "rules_plugins.builtin.start_stop",
     "rules_plugins.builtin.offline",
+    "rules_plugins.builtin.flat",
+    "rules_plugins.builtin.stuck_low",
+    "rules_plugins.builtin.jump",
+    "rules_plugins.builtin.transmission",
+    "rules_plugins.builtin.power_loss",
+    "rules_plugins.builtin.emergency",
+    "rules_plugins.packs.generic",
+    "rules_plugins.packs.coating",
+    "rules_plugins.packs.printing",
+    "rules_plugins.packs.shoemaking",
+    "rules_plugins.packs.electroplating",
+    "rules_plugins.packs.leather",
+    "rules_plugins.packs.foundry",
 )
 
 log = Logger()
 
 
 def builtin_name(module: str) -> str:
-    """Built-ins are named by their last module segment (`treatment_off`), packs by their entry-point name."""
-    return module.rpartition(".")[2]
+    """Built-ins are named by their last module segment (`treatment_off`), the built-in industry packs
+    `packs.<segment>` (`packs.coating`: an installed pack may well call itself `coating`), installed packs by
+    their entry-point name."""
+    package, _, name = module.rpartition(".")
+    return f"packs.{name}" if package == "rules_plugins.packs" else name
 
 
 class Plugins:
@@ -89,12 +109,34 @@ class Plugins:
         self.failures[plugin] += 1
         log.failure("rule plugin {plugin} failed in {what}", plugin=plugin, what=what)
 
-    def defaults(self, industry: str) -> dict[str, float]:
-        """Thresholds for an industry: built-in defaults (trylast) first, then every pack's overrides."""
+    def defaults(self, industry: str, bureau: Mapping[str, Any] = MappingProxyType({})) -> dict[str, float]:
+        """Thresholds for an industry: built-in defaults (trylast) first, then every pack's overrides, then the
+        bureau's `[rules.thresholds]` keys, then its `[rules.thresholds.<industry>]` table."""
         merged: dict[str, float] = {}
         for _name, values in reversed(self.call("gkjk_rule_defaults", industry=industry)):
             merged.update(values)
+        merged.update((key, value) for key, value in bureau.items() if not isinstance(value, Mapping))
+        merged.update(bureau.get(industry, {}))
         return merged
+
+    def check_thresholds(self, bureau: Mapping[str, Any]) -> None:
+        """Refuse a bureau threshold no plugin knows, or a table for an unknown industry (ConfigError names it)."""
+        known = {key for industry in INDUSTRIES for key in self.defaults(industry)}
+        for key, value in bureau.items():
+            if not isinstance(value, Mapping):
+                table, where = {key: value}, "[rules.thresholds]"
+            elif key not in INDUSTRIES:
+                industries = ", ".join(INDUSTRIES)
+                raise ConfigError(f'[rules.thresholds."{key}"]: unknown industry (one of {industries})')
+            else:
+                table, where = value, f'[rules.thresholds."{key}"]'
+            for name in table:
+                if name not in known:
+                    raise ConfigError(f"{where} {name}: unknown threshold (known: {', '.join(sorted(known))})")
+
+    def template(self, industry: str) -> Template | None:
+        """The facility template of an industry (hook `gkjk_facility_template`), or None if no pack has one."""
+        return self.first("gkjk_facility_template", industry=industry)
 
     def rules(self, enterprise: Enterprise) -> list[tuple[str, Rule]]:
         """(plugin name, rule) for every rule any plugin applies to the enterprise."""

@@ -6,13 +6,16 @@ when a facility runs, and so the engine can store the same state it judged by (m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from gkjk.registry import Enterprise, PointRef, Registry
 
 if TYPE_CHECKING:
+    from rules_plugins.builtin.carbon import Ledger
+    from rules_plugins.emergency_periods import Period
+    from rules_plugins.history import History
     from rules_plugins.watch import Watch
 
 RUN_QUANTITIES = frozenset({"current", "fan_current", "switch"})
@@ -27,6 +30,8 @@ class Readings:
     first: int  # epoch s, first minute read: rules may look back to it, alarms are judged from `start`
     values: Mapping[tuple[str, str], Mapping[int, float]] = field(default_factory=dict)  # (MN, factor) -> minute
     present: Mapping[str, frozenset[int]] = field(default_factory=dict)  # MN -> minutes with a standing reading
+    records: Mapping[str, Mapping[int, int]] = field(default_factory=dict)  # MN -> minute -> records received
+    events: Mapping[str, tuple[tuple[int, str], ...]] = field(default_factory=dict)  # MN -> (epoch s, 3020 Event)
 
     @property
     def minutes(self) -> range:
@@ -38,13 +43,18 @@ class Site:
 
     def __init__(
         self, enterprise: Enterprise, registry: Registry, readings: Readings, thresholds: Mapping[str, float],
-        watch: Watch,
+        watch: Watch, periods: Sequence[Period] = (), carbon: Ledger | None = None, history: History | None = None,
+        alarmed: Collection[tuple[str, str, str]] = (),
     ) -> None:
         self.enterprise = enterprise
         self.registry = registry
         self.readings = readings
         self.thresholds = thresholds
         self.watch = watch
+        self.carbon = carbon  # activated-carbon replacements and hours before the window (builtin/carbon.py)
+        self.periods = periods  # emergency alert periods covering the enterprise within the window (control.py)
+        self.history = history  # hourly statistics before the window (rules_plugins.history)
+        self.alarmed = alarmed  # (enterprise, subject, rule): series with an open episode or events in the window
         self._running: dict[str, dict[int, bool]] = {}  # facility -> minute -> state, computed once per facility
         self._load: dict[str, dict[int, float]] = {}
         self._points: dict[tuple[str, tuple[str, ...]], tuple[PointRef, ...]] = {}
@@ -88,6 +98,16 @@ class Site:
         """On when above the point's on_threshold, else above `on_fraction` of rated; None if it cannot tell."""
         value, on = self.value(ref, minute), self._on(ref)
         return None if value is None or on is None else on(value)
+
+    def quiet(self, rule: str, subject: str) -> bool:
+        """Nothing stored for this alarm series (no open episode, no event in the window): a condition clear
+        throughout would write nothing, so a rule may skip building it."""
+        return (self.enterprise.id, subject, rule) not in self.alarmed
+
+    def is_on(self, ref: PointRef, value: float) -> bool | None:
+        """Whether this value of a run point means running (an hour's lowest value: ran the whole hour)."""
+        on = self._on(ref)
+        return None if on is None else on(value)
 
     def _on(self, ref: PointRef) -> Callable[[float], bool] | None:
         if ref.quantity == "switch":

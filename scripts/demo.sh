@@ -44,9 +44,34 @@ pids+=($!)
 sleep 1
 echo "demo: HJ 212 server on port 9212; log in var/log/serve.log" >&2
 
+# Today's heavy-pollution alert (应急管控) for the demo: orange for 如皋市 from 08:00 to 20:00 local time
+# (the format is config/emergency/example-rugao-orange.toml, documented in docs/plugins.md).
+mkdir -p var/emergency
+today=$(TZ=Asia/Shanghai date +%F)
+cat >var/emergency/demo.toml <<TOML
+[[periods]]
+id = "$today-rugao-orange"
+name = "如皋市$(TZ=Asia/Shanghai date +%Y年%-m月%-d日)重污染天气预警"
+level = "橙色"
+start = ${today}T08:00:00
+end = ${today}T20:00:00
+counties = ["如皋市"]
+
+[levels."橙色"]
+load_cap = 0.6
+TOML
+
 $GKJK rules --config $CONFIG >>var/log/rules.log 2>&1 &
 pids+=($!)
 echo "demo: rule engine evaluating every minute; alarms in InfluxDB (measurement alarm); log in var/log/rules.log" >&2
+
+# Alarm notifications from Grafana, in dry run: nothing is sent to DingTalk or by SMS. Grafana's token is generated once.
+mkdir -p var/relay
+[ -s var/relay/token ] || (umask 077; .venv/bin/python -c "import secrets; print(secrets.token_hex(16))" >var/relay/token)
+GKJK_RELAY_TOKEN=$(cat var/relay/token) $GKJK relay --config $CONFIG --dry-run >>var/log/relay.log 2>&1 &
+pids+=($!)
+echo "demo: notification relay (dry run) on http://127.0.0.1:9300, Grafana's token in var/relay/token;" \
+    "messages it would send in var/relay/dry-run.jsonl; log in var/log/relay.log" >&2
 
 # One enterprise runs the whole field chain: Modbus instruments -> data loggers -> HJ 212.
 EMULATED=91320682122757095P

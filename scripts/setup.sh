@@ -8,6 +8,8 @@ need_apt=()
 command -v influxd >/dev/null 2>&1 || need_apt+=(influxdb)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
+# A CJK font for the Chinese text of `gkjk grafana preview` images (1.6 MB).
+[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need_apt+=(fonts-wqy-microhei)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: installing ${need_apt[*]} from Debian's packages" >&2
     export DEBIAN_FRONTEND=noninteractive

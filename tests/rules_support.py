@@ -11,7 +11,7 @@ import pytest_twisted
 
 from gkjk.config import RulesConfig
 from gkjk.influxd import InfluxServer
-from gkjk.registry import load_registry
+from gkjk.registry import Registry, load_registry
 from ingest_twisted.influx import InfluxClient
 from rules_plugins.engine import Engine
 from rules_plugins.plugins import Plugins
@@ -71,9 +71,10 @@ def brief(rows: list[dict]) -> list[tuple]:
 async def make_engine(influx_db: tuple[InfluxServer, str]) -> AsyncIterator[Callable[..., Engine]]:
     clients: list[InfluxClient] = []
 
-    def make(db: str | None = None, plugins: Plugins | None = None, **config: object) -> Engine:
+    def make(db: str | None = None, plugins: Plugins | None = None, registry: Registry | None = None,
+             **config: object) -> Engine:
         clients.append(InfluxClient(influx_db[0].url, db or influx_db[1]))
-        return Engine(clients[-1], lambda: REGISTRY, plugins or Plugins(load_entry_points=False),
+        return Engine(clients[-1], lambda: registry or REGISTRY, plugins or Plugins(load_entry_points=False),
                       RulesConfig(**config))
 
     yield make

@@ -8,6 +8,7 @@ proxy in front of the platform plays the outage and records what crosses the wir
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -48,12 +49,13 @@ def float32(value: float) -> float:
 class Site:
     """`SiteSimulator` in a thread with its own event loop, stepped once: its registers hold still."""
 
-    def __init__(self, registry: Path = SITE, enterprise: str = ENT, mn: str = MN) -> None:
+    def __init__(self, registry: Path = SITE, enterprise: str = ENT, mn: str = MN,
+                 registry_ports: bool = False) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         scenario = Scenario(start=START, shifts=((8.0, 12.0), (13.0, 17.0)))
-        self.simulator = SiteSimulator(load_registry(registry), enterprise, scenario)
+        self.simulator = SiteSimulator(load_registry(registry), enterprise, scenario, registry_ports=registry_ports)
         self.run(self.simulator.step(START))
         self.gateway: Gateway = next(g for g in self.simulator.gateways if g.device.mn == mn)
 
@@ -70,13 +72,15 @@ class Site:
 class LoggerProcess:
     """`gkjk logger` in a subprocess."""
 
-    def __init__(self, workdir: Path, modbus_port: int, platforms: list[int], *options: str,
+    def __init__(self, workdir: Path, modbus_port: int | None, platforms: list[int], *options: str,
                  registry: Path = SITE, mn: str = MN) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
         self.store = workdir / "store"
         self.log = workdir / "logger.log"
         command = [sys.executable, "-m", "gkjk.cli", "logger", "--registry", str(registry), "--mn", mn,
-                   "--modbus", f"127.0.0.1:{modbus_port}", "--store", str(self.store),
-                   "--start", START.isoformat(), *options]
+                   "--store", str(self.store), "--start", START.isoformat(), *options]
+        if modbus_port is not None:  # else the registry's modbus block says where the gateway is
+            command += ["--modbus", f"127.0.0.1:{modbus_port}"]
         for port in platforms:
             command += ["--platform", f"127.0.0.1:{port}"]
         env = {k: v for k, v in os.environ.items() if not k.startswith("GKJK_")}
@@ -101,12 +105,14 @@ class LoggerProcess:
 
 
 class Proxy:
-    """A TCP proxy to the platform that can go down (refusing connections) and logs every upload it forwards."""
+    """A TCP proxy to the platform that can go down (refusing connections) and logs every packet it forwards."""
 
     def __init__(self, target: int) -> None:
         self.target = target
         self.port = free_port()
         self.uploads: list[tuple[int, str, str]] = []  # (connection number, CN, DataTime)
+        self.sent: list[tuple[Packet, int]] = []  # every packet to the platform, with its data segment's length
+        self.answers: list[Packet] = []  # every packet from the platform
         self._connections = 0
         self._sockets: list[socket.socket] = []
         self._listener: socket.socket | None = None
@@ -140,7 +146,11 @@ class Proxy:
                 client, _ = listener.accept()
             except OSError:
                 return
-            server = socket.create_connection(("127.0.0.1", self.target))
+            try:
+                server = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:  # the platform is gone (end of a test): so is this connection
+                client.close()
+                continue
             with self._lock:
                 self._connections += 1
                 number = self._connections
@@ -152,11 +162,15 @@ class Proxy:
         decoder = FrameDecoder()
         try:
             while data := source.recv(65536):
-                if number is not None:
-                    for event in decoder.feed(data):
-                        if isinstance(event, Frame):
-                            packet = parse_segment(event.segment)
-                            self.uploads.append((number, packet.cn, packet.cp.data_time or ""))
+                for event in decoder.feed(data):
+                    if not isinstance(event, Frame):
+                        continue
+                    packet = parse_segment(event.segment)
+                    if number is None:
+                        self.answers.append(packet)
+                    else:
+                        self.uploads.append((number, packet.cn, packet.cp.data_time or ""))
+                        self.sent.append((packet, len(event.segment)))
                 sink.sendall(data)
         except OSError:
             pass
@@ -303,7 +317,8 @@ def test_stored_values_equal_what_the_instruments_served(tmp_path, influx_db, si
             for key, value in record.items():
                 if key.endswith("-Rtd") and value is not None:
                     seen.setdefault(key[:-4], []).append(value)
-        assert set(seen) == set(expected)
+        assert set(seen) == set(expected) | {"g10401"}  # and the carbon hours the logger counts itself
+        del seen["g10401"]
         for factor, values in seen.items():
             # The logger sends the shortest decimal of the float32 it read: equal within float32 precision.
             assert all(float32(value) == expected[factor] for value in values), (factor, values[:3])
@@ -480,7 +495,8 @@ def test_stored_records_survive_a_logger_restart(tmp_path, site, logger_processe
     port = free_port()
     first = LoggerProcess(tmp_path, site.gateway.port, [port], "--rtd-interval", "1", "--speed", "50")
     logger_processes.append(first)
-    time.sleep(2)
+    queue_file = first.store / f"127.0.0.1_{port}" / "queue.log"
+    wait_for(lambda: queue_file.exists() and queue_file.read_bytes().count(b"\n+ ") > 60, 20, "60 queued records")
     first.stop()
     stored = [parse_segment(frame[6:-6]).cp.data_time for frame in first.queue(port).records.values()]
     assert len(stored) > 50
@@ -546,3 +562,228 @@ def test_hour_and_day_backfill_answers_from_history(tmp_path, site, logger_proce
                 assert float(factor["Min"]) <= float(factor["Avg"]) <= float(factor["Max"])
     finally:
         platform.close()
+
+
+# --- heartbeats, split packets, events, counters, real-site wiring -------------------------------------------------
+
+MN_2025 = "0B0000A8900016F0001F1E02"
+SITE_TEXT = SITE.read_text(encoding="utf-8")
+
+
+def gateway_of(site: Site, mn: str) -> Gateway:
+    return next(g for g in site.simulator.gateways if g.device.mn == mn)
+
+
+def test_heartbeats_of_a_2025_logger_are_acknowledged_by_the_server(tmp_path, influx_db, site,
+                                                                     logger_processes) -> None:
+    influx, db = influx_db
+    with ServerProcess(tmp_path / "server", influx.url, db, registry=SITE) as server:
+        proxy_2025, proxy_2017 = Proxy(server.port), Proxy(server.port)
+        proxy_2025.up()
+        proxy_2017.up()
+        logger_processes.append(LoggerProcess(tmp_path / "2025", gateway_of(site, MN_2025).port, [proxy_2025.port],
+                                              "--heartbeat", "0.2", "--rtd-interval", "3600", mn=MN_2025))
+        logger_processes.append(LoggerProcess(tmp_path / "2017", site.gateway.port, [proxy_2017.port],
+                                              "--heartbeat", "0.2", "--rtd-interval", "3600"))
+
+        def answered() -> list[Packet]:
+            beats = {p.qn for p, _ in proxy_2025.sent if p.cn == "9015"}
+            return [p for p in proxy_2025.answers if p.cn == "9013" and p.qn in beats]
+
+        wait_for(lambda: len(answered()) >= 3, 15, "three acknowledged heartbeats")
+        beats = [p for p, _ in proxy_2025.sent if p.cn == "9015"]
+        assert {(p.st, p.flag, p.mn, p.pw) for p in beats} == {("44", 9, MN_2025, "654321")}  # 2025, Flag A
+        assert len({p.qn for p in beats}) == len(beats)
+        assert {p.mn for p in answered()} == {MN_2025}
+        # HJ 212-2017 has no heartbeat: the 2017 logger keeps its link with its uploads only.
+        assert any(cn == "2011" for _, cn, _ in proxy_2017.uploads)
+        assert not [p for p, _ in proxy_2017.sent if p.cn in ("9015", "9021")]
+
+
+def meters_registry(tmp_path: Path) -> Path:
+    """The test site with a third logger reading two full power meters: 2011 and 2051 need several fragments."""
+    quantities = ["voltage", "current", "active_power", "reactive_power", "apparent_power", "power_factor"]
+    points = []
+    for facility in ("P1", "T1"):
+        for quantity in quantities:
+            for phase in ("a", "b", "c", None):
+                points.append({"facility": facility, "quantity": quantity, "phase": phase})
+        points += [{"facility": facility, "quantity": q, "phase": None}
+                   for q in ("frequency", "energy", "reactive_energy", "demand")]
+    lines = ["  - mn: 0C0000A8900016F0001F1E03", '    pw: "777777"', "    protocol: hj212-2017", "    points:"]
+    for n, point in enumerate(points):
+        phase = f", phase: {point['phase']}" if point["phase"] else ""
+        rated = ", rated: 80" if point["quantity"] == "current" else ""
+        lines.append(f"      - {{factor: e{n:05d}, facility: {point['facility']}, "
+                     f"quantity: {point['quantity']}{phase}{rated}}}")
+    path = tmp_path / "meters.yaml"
+    path.write_text(SITE_TEXT + "\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_split_upload_is_stored_as_one_point_with_every_factor(tmp_path, influx_db, logger_processes) -> None:
+    influx, db = influx_db
+    registry = meters_registry(tmp_path)
+    mn = "0C0000A8900016F0001F1E03"
+    site = Site(registry, ENT, mn)
+    try:
+        with ServerProcess(tmp_path / "server", influx.url, db, registry=registry,
+                           spool={"flush_interval": 0.05}) as server:
+            proxy = Proxy(server.port)
+            proxy.up()
+            logger_processes.append(LoggerProcess(tmp_path, site.gateway.port, [proxy.port], "--rtd-interval", "10",
+                                                  "--speed", "600", registry=registry, mn=mn))
+            # Two minute records: every fragment of the first ones has been stored and acknowledged.
+            wait_for(lambda: len(rows(influx, db, f"SELECT * FROM minute WHERE mn = '{mn}' AND fac = 'T1'")) >= 2,
+                     30, "two minute records")
+            logger_processes[-1].stop()
+            factors = {p.facility: set() for p in site.gateway.device.points}
+            for point in site.gateway.device.points:
+                factors[point.facility].add(point.factor)
+            assert sum(map(len, factors.values())) == 56
+
+            for cn, measurement, suffix in (("2011", "rtd", "Rtd"), ("2051", "minute", "Avg")):
+                sent = [(p, size) for p, size in proxy.sent if p.cn == cn]
+                data_time = sent[0][0].cp.data_time
+                fragments = [(p, size) for p, size in sent if p.cp.data_time == data_time]
+                # Each fragment fits the standard's 1,024 bytes, carries its own QN and Flag bit D, and together
+                # they are the whole record.
+                assert len(fragments) >= 2
+                assert {p.pnum for p, _ in fragments} == {len(fragments)}
+                assert sorted(p.pno for p, _ in fragments) == list(range(1, len(fragments) + 1))
+                assert all(size <= 1024 and p.flag == 4 | 2 | 1 for p, size in fragments)
+                assert len({p.qn for p, _ in fragments}) == len(fragments)
+                acknowledged = {p.qn for p in proxy.answers if p.cn == "9014"}
+                assert {p.qn for p, _ in fragments} <= acknowledged  # each fragment on its own
+                sent_factors = [code for p, _ in fragments for code in p.cp.factors]
+                assert sorted(sent_factors) == sorted(set().union(*factors.values()))
+                when = (datetime.strptime(data_time, "%Y%m%d%H%M%S") - timedelta(hours=8)).strftime(
+                    "%Y-%m-%dT%H:%M:%SZ")
+                for facility, codes in factors.items():
+                    stored = rows(influx, db, f"SELECT * FROM {measurement} WHERE mn = '{mn}' AND fac = '{facility}'"
+                                              f" AND time = '{when}'")
+                    assert len(stored) == 1, (cn, facility)
+                    assert {k[:-len(suffix) - 1] for k, v in stored[0].items()
+                            if k.endswith(f"-{suffix}") and v is not None} == codes, (cn, facility)
+    finally:
+        site.close()
+
+
+def info_rows(influx, db: str, mn: str = MN) -> list[dict]:
+    return rows(influx, db, f"SELECT * FROM info WHERE mn = '{mn}' AND \"Event\" = 'ParameterChanged'")
+
+
+def test_parameter_changes_are_reported_as_events_and_stored(tmp_path, influx_db, site, logger_processes) -> None:
+    influx, db = influx_db
+    platform = FakePlatform()
+    try:
+        with ServerProcess(tmp_path / "server", influx.url, db, registry=SITE,
+                           spool={"flush_interval": 0.05}) as server:
+            first = LoggerProcess(tmp_path, site.gateway.port, [platform.port, server.port],
+                                  "--rtd-interval", "10", "--speed", "60")
+            logger_processes.append(first)
+            platform.wait(lambda ps: any(p.cn == "2011" for p in ps), "a record")
+            # One platform sets the interval: the logger reports the change to every platform.
+            platform.send(request := command("1062", RtdInterval="30"))
+            platform.wait(lambda ps: any(p.cn == "9012" and p.qn == request.qn for p in ps), "1062 answers")
+            event = next(p for p in platform.wait(lambda ps: any(p.cn == "3020" for p in ps), "the event")
+                         if p.cn == "3020")
+            assert event.cp.params["Event"] == "ParameterChanged"
+            assert {k: event.cp.params[k] for k in ("Parameter", "OldValue", "NewValue", "Source")} == {
+                "Parameter": "RtdInterval", "OldValue": "10", "NewValue": "30",
+                "Source": f"127.0.0.1:{platform.port}"}
+            event_time = event.cp.params["EventTime"]
+            assert event_time[:14] == event.cp.data_time and len(event_time) == 17
+            wait_for(lambda: info_rows(influx, db), 10, "the event in InfluxDB")
+            stored = info_rows(influx, db)[0]
+            assert (stored["Parameter"], stored["OldValue"], stored["NewValue"]) == ("RtdInterval", "10", "30")
+            assert stored["time"] == (datetime.strptime(event.cp.data_time, "%Y%m%d%H%M%S")
+                                      - timedelta(hours=8)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            first.stop()
+
+            # Restarted with another interval and one platform less: the configuration change is reported once.
+            second = LoggerProcess(tmp_path, site.gateway.port, [server.port], "--rtd-interval", "20",
+                                   "--speed", "60", "--start", (START + timedelta(hours=2)).isoformat())
+            logger_processes.append(second)
+            wait_for(lambda: len(info_rows(influx, db)) == 2, 10, "the configuration event in InfluxDB")
+            config = next(r for r in info_rows(influx, db) if r["Parameter"] == "Config")
+            assert config["Changed"] == "platforms|rtd_interval" and config["Source"] == "local"
+            assert config["OldValue"] != config["NewValue"] and len(config["NewValue"]) == 12
+            second.stop()
+            third = LoggerProcess(tmp_path, site.gateway.port, [server.port], "--rtd-interval", "20",
+                                  "--speed", "60", "--start", (START + timedelta(hours=4)).isoformat())
+            logger_processes.append(third)
+            wait_for(lambda: rtd_count(influx, db) > 0 and
+                     rows(influx, db, f"SELECT * FROM rtd WHERE mn = '{MN}' AND time > '2024-05-06T04:00:00Z'"),
+                     10, "records of the third run")
+            assert len(info_rows(influx, db)) == 2  # same configuration: no event
+    finally:
+        platform.close()
+
+
+def carbon_hours(influx, db: str) -> list[tuple[str, float]]:
+    return [(r["time"], r["g10401-Rtd"]) for r in
+            rows(influx, db, f"SELECT \"g10401-Rtd\" FROM rtd WHERE mn = '{MN}' AND fac = 'T4'")]
+
+
+def test_carbon_hours_count_running_time_across_a_restart(tmp_path, influx_db, site, logger_processes) -> None:
+    influx, db = influx_db
+    with ServerProcess(tmp_path / "server", influx.url, db, registry=SITE, spool={"flush_interval": 0.05}) as server:
+        # The adsorber T4 has no meter: it runs while its fan T1 (g10201 above on_threshold) runs, all day here.
+        first = LoggerProcess(tmp_path, site.gateway.port, [server.port], "--rtd-interval", "60", "--speed", "3600")
+        logger_processes.append(first)
+        wait_for(lambda: len(carbon_hours(influx, db)) >= 60, 20, "an hour of records")
+        first.stop()
+        counted = json.loads((first.store / "counters.json").read_text())["g10401"] / 3600
+        assert counted >= 59 / 60
+        before = len(carbon_hours(influx, db))
+
+        # A day later (the logger was off: nothing to count), the counter goes on from where it stopped.
+        restart = START + timedelta(days=1)
+        logger_processes.append(LoggerProcess(tmp_path, site.gateway.port, [server.port], "--rtd-interval", "60",
+                                              "--speed", "3600", "--start", restart.isoformat()))
+        wait_for(lambda: len(carbon_hours(influx, db)) >= before + 30, 20, "half an hour after the restart")
+        logger_processes[-1].stop()
+        hours = carbon_hours(influx, db)
+        restart_utc = (restart - timedelta(hours=8)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        first_run = [v for t, v in hours if t < restart_utc]
+        second_run = [v for t, v in hours if t >= restart_utc]
+        assert first_run[0] == 0.0 and second_run[0] == pytest.approx(counted, abs=1e-3)
+        for run in (first_run, second_run):
+            # One minute of running per record, at 1/60 h each (float32 on the wire).
+            assert all(b - a == pytest.approx(1 / 60, abs=1e-3) for a, b in zip(run, run[1:]))
+        assert second_run[-1] == pytest.approx(counted + (len(second_run) - 1) / 60, abs=2e-3)
+
+
+def test_a_real_site_wiring_rtu_over_tcp_and_byte_orders_end_to_end(tmp_path, influx_db, logger_processes) -> None:
+    influx, db = influx_db
+    port = free_port()
+    block = (f"    modbus:\n      host: 127.0.0.1\n      port: {port}\n      framer: rtu_over_tcp\n"
+             "      byte_order: CDAB\n      points:\n"
+             "        - {factor: i33200, unit_id: 17, address: 200}\n"
+             "        - {factor: a01012, byte_order: DCBA}\n")
+    registry = tmp_path / "wired.yaml"
+    registry.write_text(SITE_TEXT.replace("    rtd_interval: 30\n", "    rtd_interval: 30\n" + block, 1),
+                        encoding="utf-8")
+    site = Site(registry, registry_ports=True)
+    try:
+        assert site.gateway.port == port and site.gateway.framer == "rtu_over_tcp"
+        meter = next(i for i in site.gateway.instruments if i.bound("I"))
+        assert (meter.slave_id, meter.byte_order, meter.bound("I").register.address) == (17, "CDAB", 200)
+        with ServerProcess(tmp_path / "server", influx.url, db, registry=registry,
+                           spool={"flush_interval": 0.05}) as server:
+            # No --modbus: the logger reads the gateway the registry names, with its framer and byte orders.
+            logger_processes.append(LoggerProcess(tmp_path, None, [server.port], "--rtd-interval", "10",
+                                                  "--speed", "600", registry=registry))
+            wait_for(lambda: rtd_count(influx, db) >= 5, 30, "records")
+            expected = {b.point.factor: float(site.gateway.values[b.point.factor] >= 0.5)
+                        if b.register.table == "discrete" else float32(site.gateway.values[b.point.factor])
+                        for i in site.gateway.instruments for b in i.bindings}
+            record = rows(influx, db, f"SELECT * FROM rtd WHERE mn = '{MN}'")
+            seen = {k[:-4]: v for r in record for k, v in r.items() if k.endswith("-Rtd") and v is not None}
+            assert set(seen) == set(expected) | {"g10401"}
+            for factor, value in expected.items():
+                assert float32(seen[factor]) == value, factor
+            assert expected["a01012"] > 700 and expected["i33200"] > 10  # read right, not merely read
+    finally:
+        site.close()

@@ -8,9 +8,13 @@ to (register table, address, FLOAT32 in the byte order) and expects the device m
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import shutil
 import socket
 import struct
+import subprocess
+import sys
 import tomllib
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 from pymodbus.client import AsyncModbusTcpClient
 
 from gkjk import cli
@@ -219,7 +224,9 @@ async def gather(doc: dict[str, Any]) -> dict[tuple[str, ...], dict[str, float]]
     metrics: dict[tuple[str, ...], dict[str, float]] = {}
     for modbus in doc["inputs"]["modbus"]:
         address = urlsplit(modbus["controller"])
-        client = AsyncModbusTcpClient(address.hostname, port=address.port, retries=0, timeout=2)
+        framer = {"TCP": "tcp", "RTUoverTCP": "rtu_over_tcp"}[modbus.get("transmission_mode", "TCP")]
+        client = AsyncModbusTcpClient(address.hostname, port=address.port, retries=0, timeout=2,
+                                      framer=layout.PYMODBUS_FRAMERS[framer])
         assert await client.connect()
         for request in modbus["request"]:
             key = (request["measurement"], *sorted(request["tags"].items()))
@@ -268,3 +275,96 @@ def test_a_generated_config_reads_the_model_values_from_the_simulator(byte_order
 
     collected = asyncio.run(scenario())
     assert sum(len(fields) for fields in collected.values()) == 16  # every point of the site but carbon hours
+
+
+# --- a real site's wiring (registry modbus block) ----------------------------------------------------------------
+
+
+def wired_site(tmp_path: Path, host: str, port: int) -> Path:
+    """The test site whose first logger reads a serial server (RTU over TCP), CDAB floats, one meter moved."""
+    doc = yaml.safe_load(SITE.read_text(encoding="utf-8"))
+    doc["devices"][0]["modbus"] = {"host": host, "port": port, "framer": "rtu_over_tcp", "byte_order": "CDAB",
+                                   "points": [{"factor": "i33200", "unit_id": 17, "address": 200},
+                                              {"factor": "a01012", "byte_order": "DCBA"}]}
+    path = tmp_path / "wired.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def test_a_wired_site_reads_where_the_registry_says_with_documented_options(tmp_path: Path) -> None:
+    registry = load_registry(wired_site(tmp_path, "192.168.10.20", 4001))
+    files = telegraf.render(registry, telegraf.Options(port_base=5020, byte_order="ABCD"))
+    for name, text in files.items():
+        check_options(text, f"wired: {name}")
+    doc = tomllib.loads(files["influxdb_v1/91320682MA1FLD000G.conf"])
+    wired, plain = doc["inputs"]["modbus"]
+    assert (wired["controller"], wired["transmission_mode"]) == ("tcp://192.168.10.20:4001", "RTUoverTCP")
+    by_slave = {(r["slave_id"], r["register"]): r for r in wired["request"]}
+    meter = by_slave[17, "holding"]
+    assert meter["byte_order"] == "CDAB" and {"address": 200, "name": "i33200-Rtd", "type": "FLOAT32"} in meter[
+        "fields"]
+    temperature = next(r for r in wired["request"] if any(f["name"] == "a01012-Rtd" for f in r["fields"]))
+    assert temperature["byte_order"] == "DCBA"
+    # The second logger has no modbus block: the options' address (index 1), Modbus TCP, the default byte order.
+    assert plain["controller"] == "tcp://127.0.0.1:5021" and "transmission_mode" not in plain
+    assert {r["byte_order"] for r in plain["request"]} == {"ABCD"}
+
+
+def test_a_wired_config_reads_the_model_values_from_an_rtu_simulator(tmp_path: Path) -> None:
+    port = free_port_base(1)
+    registry = load_registry(wired_site(tmp_path, "127.0.0.1", port))
+    enterprise = registry.enterprises["91320682MA1FLD000G"]
+    doc = tomllib.loads(telegraf.render(registry, telegraf.Options(port_base=free_port_base(2)))[
+        "influxdb_v1/91320682MA1FLD000G.conf"])
+    doc["inputs"]["modbus"] = doc["inputs"]["modbus"][:1]  # the wired logger
+
+    async def scenario() -> None:
+        simulator = SiteSimulator(registry, enterprise.id, Scenario(start=datetime(2024, 5, 6, 9, 0)),
+                                  registry_ports=True)
+        try:
+            await simulator.step(simulator.start_time)
+            gateway = simulator.gateways[0]
+            assert (gateway.port, gateway.framer) == (port, "rtu_over_tcp")
+            collected = await gather(doc)
+            read = {name: value for fields in collected.values() for name, value in fields.items()}
+            expected = {}
+            for instrument in gateway.instruments:
+                for binding in instrument.bindings:
+                    value = gateway.values[binding.point.factor]
+                    value = float(value >= 0.5) if binding.register.table == "discrete" else value
+                    expected[f"{binding.point.factor}-Rtd"] = struct.unpack(">f", struct.pack(">f", value))[0]
+            assert read == expected and len(read) == 12
+            assert read["i33200-Rtd"] > 10 and read["a01012-Rtd"] > 700
+        finally:
+            await simulator.stop()
+
+    asyncio.run(scenario())
+
+
+# --- packaging -----------------------------------------------------------------------------------------------------
+
+
+def test_configs_build_from_an_installed_layout(tmp_path: Path) -> None:
+    """What a wheel installs (setuptools build_py: packages and package data), run away from the source tree."""
+    source = tmp_path / "source"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("gkjk", "ingest_twisted", "rules_plugins"):
+        shutil.copytree(ROOT / name, source / name, ignore=ignore)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    installed = tmp_path / "site-packages"
+    subprocess.run([sys.executable, "-c", "from setuptools import setup; setup()", "-q", "build_py",
+                    "--build-lib", str(installed)], cwd=source, check=True, capture_output=True)
+    templates = sorted(p.relative_to(installed).as_posix() for p in installed.rglob("*.j2"))
+    assert templates == sorted(f"ingest_twisted/field/telegraf_templates/{p.relative_to(telegraf.TEMPLATES).as_posix()}"
+                               for p in telegraf.TEMPLATES.rglob("*.j2"))
+    out = tmp_path / "out"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("GKJK_")}, "PYTHONPATH": str(installed)}
+    where = subprocess.run([sys.executable, "-c", "import ingest_twisted.field.telegraf as t; print(t.TEMPLATES)"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert Path(where).is_relative_to(installed)
+    done = subprocess.run([sys.executable, "-m", "gkjk.cli", "telegraf", "build", "--registry", str(SITE),
+                           "--out", str(out)], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    built = (out / "influxdb_v1" / "91320682MA1FLD000G.conf").read_text(encoding="utf-8")
+    assert built == telegraf.render(load_registry(SITE), telegraf.Options())["influxdb_v1/91320682MA1FLD000G.conf"]

@@ -13,16 +13,11 @@ from gkjk.grafana.common import (
 )
 from gkjk.grafana.influxql import InfluxQL, open_alarms
 from gkjk.registry import Registry
+from rules_plugins.titles import RULE_TITLES
 
 UID = "gkjk-alarms"
 RULE = '"rule" =~ /^$rule$/'
 FILTERS = f"{COUNTY} AND {ENT} AND {RULE}"
-# Built-in rules (docs/plugins.md); a rule pack's rules show under their tag until they are added here.
-RULE_NAMES = {
-    "treatment_off": "治污设施未开启/停运", "low_load": "低负荷运行", "combustion_temperature": "燃烧温度不足",
-    "ph": "pH 异常", "spray_off": "喷淋未开启", "carbon": "活性炭需更换", "start_stop": "启停不同步",
-    "offline": "掉线", "no_data": "未上报数据",
-}
 SEVERITY = {"high": ("高", "red"), "medium": ("中", "orange"), "low": ("低", "yellow")}
 STATE = {"open": ("开启", "red"), "closed": ("已恢复", "green")}
 RECENT = ('SELECT "state", "message", "duration_s" / 60 AS "持续分钟", "rule", "severity", "ent", "county", "fac" '
@@ -48,7 +43,7 @@ def _columns(panel: table.Panel, names: list[model.ValueMap]) -> table.Panel:
             .override_by_name("ent", shown("企业", mapped(names), *enterprise_link()))
             .override_by_name("county", shown("区县"))
             .override_by_name("fac", shown("设施"))
-            .override_by_name("rule", shown("规则", mapped(_mapping(RULE_NAMES))))
+            .override_by_name("rule", shown("规则", mapped(_mapping(RULE_TITLES))))
             .override_by_name("severity", shown("级别", mapped(_mapping(SEVERITY)), colored))
             .override_by_name("state", shown("状态", mapped(_mapping(STATE)), colored))
             .override_by_name("message", shown("告警内容")))

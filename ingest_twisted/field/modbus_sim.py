@@ -81,18 +81,24 @@ def _bits_to_registers(bits: list[bool]) -> list[int]:
 
 
 class Gateway:
-    """One data logger's Modbus line: its instruments as slaves behind a Modbus TCP gateway."""
+    """One data logger's Modbus line: its instruments as slaves behind a Modbus TCP gateway, or behind a serial
+    server that passes RTU frames over TCP (`framer` rtu_over_tcp)."""
 
     def __init__(self, device: Device, enterprise: Enterprise, schedule: Schedule, rng: random.Random,
-                 byte_order: str = "ABCD", noise: float = 0.0, host: str = "127.0.0.1", port: int = 0) -> None:
+                 byte_order: str = "ABCD", noise: float = 0.0, host: str = "127.0.0.1", port: int = 0,
+                 framer: str = "tcp") -> None:
         if byte_order not in BYTE_ORDERS:
             raise ValueError(f"byte order must be one of {', '.join(BYTE_ORDERS)}, got {byte_order!r}")
+        if framer not in layout.FRAMERS:
+            raise ValueError(f"framer must be one of {', '.join(layout.FRAMERS)}, got {framer!r}")
         self.device = device
-        self.byte_order = byte_order
+        wiring = layout.connection(device, layout.Connection(host, port, framer, byte_order))
+        self.byte_order = wiring.byte_order
+        self.framer = wiring.framer
         self.noise = noise
         self.host, self.port = host, port
         self.rng = rng
-        self.instruments = layout.instruments(device)
+        self.instruments = layout.instruments(device, byte_order)
         self._keys: dict[tuple[int, str], str] = {}  # (slave, register name) -> model key
         extra: list[Point] = []
         for instrument in self.instruments:
@@ -130,18 +136,18 @@ class Gateway:
     def _refresh(self, instrument: layout.Instrument) -> None:
         slave = instrument.slave_id
         readings: dict[str, float] = {}
-        for register in instrument.map.registers:  # the coil copies of digital inputs share their input's name
+        served = instrument.registers()
+        for register in served:  # the coil copies of digital inputs share their input's name
             if register.name not in readings:
                 readings[register.name] = self._reading(register, self._keys.get((slave, register.name)))
         self.readings[slave] = readings
-        holding = [0] * max((r.address + r.words for r in instrument.map.registers if r.table == "holding"),
-                            default=0)
-        bits = {table: [False] * max((r.address + 1 for r in instrument.map.registers if r.table == table),
-                                     default=0) for table in ("discrete", "coil")}
-        for register in instrument.map.registers:
+        holding = [0] * max((r.address + r.words for r in served if r.table == "holding"), default=0)
+        bits = {table: [False] * max((r.address + 1 for r in served if r.table == table), default=0)
+                for table in ("discrete", "coil")}
+        for register in served:
             value = readings[register.name]
             if register.table == "holding":
-                holding[register.address:register.address + 2] = float32_words(value, self.byte_order)
+                holding[register.address:register.address + 2] = float32_words(value, instrument.byte_order)
             else:
                 bits[register.table][register.address] = value >= 0.5
         self._images[slave] = {"holding": holding, **{t: _bits_to_registers(b) for t, b in bits.items()}}
@@ -157,9 +163,10 @@ class Gateway:
 
     def _sim_device(self, instrument: layout.Instrument) -> SimDevice:
         used = instrument.map.tables()
+        served = instrument.registers()
         blocks: list[list[SimData]] = []
         for table in _TABLES:
-            registers = [r for r in instrument.map.registers if r.table == table]
+            registers = [r for r in served if r.table == table]
             if table in ("coil", "discrete"):  # pymodbus wants a bit block even where the instrument has none
                 blocks.append([SimData(0, count=max((r.address + 1 for r in registers), default=1), values=False,
                                        datatype=DataType.BITS, readonly=True)])
@@ -192,7 +199,8 @@ class Gateway:
         """Listen (again) on the gateway's port; port 0 picks a free one, kept across restarts."""
         if self._server is not None or not self.instruments:
             return
-        server = ModbusTcpServer([self._sim_device(i) for i in self.instruments], address=(self.host, self.port))
+        server = ModbusTcpServer([self._sim_device(i) for i in self.instruments], address=(self.host, self.port),
+                                 framer=layout.PYMODBUS_FRAMERS[self.framer])
         try:
             await server.serve_forever(background=True)
         except RuntimeError:  # pymodbus does not say why; the address is what the user can fix
@@ -211,7 +219,8 @@ class SiteSimulator:
     """One enterprise's gateways on one clock, with the scenario's faults applied at each step."""
 
     def __init__(self, registry: Registry, enterprise_id: str, scenario: Scenario, byte_order: str = "ABCD",
-                 host: str = "127.0.0.1", port_base: int = 0, timezone: str = "Asia/Shanghai") -> None:
+                 host: str = "127.0.0.1", port_base: int = 0, timezone: str = "Asia/Shanghai",
+                 framer: str = "tcp", registry_ports: bool = False) -> None:
         enterprise = registry.enterprises.get(enterprise_id.upper())
         if enterprise is None:
             raise ValueError(f"enterprise {enterprise_id} is not in the registry")
@@ -222,7 +231,8 @@ class SiteSimulator:
         schedule = Schedule(shifts, lead=scenario.lead, lag=scenario.lag)
         self.gateways = [
             Gateway(device, enterprise, schedule, rng, byte_order, scenario.noise, host,
-                    port_base + index if port_base else 0)
+                    device.modbus.port if registry_ports and device.modbus else port_base + index if port_base else 0,
+                    framer)
             for index, device in enumerate(enterprise.devices)
         ]
         self.start_time = scenario.start or datetime.now(ZoneInfo(timezone)).replace(tzinfo=None, microsecond=0)
@@ -267,12 +277,14 @@ class SiteSimulator:
             if not gateway.instruments:
                 lines.append(f"  {gateway.device.mn} no Modbus instruments")
                 continue
-            lines.append(f"  {gateway.device.mn} tcp://{gateway.host}:{gateway.port} byte order {gateway.byte_order}")
+            lines.append(f"  {gateway.device.mn} tcp://{gateway.host}:{gateway.port} framer {gateway.framer} "
+                         f"byte order {gateway.byte_order}")
             for instrument in gateway.instruments:
                 points = ", ".join(f"{b.point.factor}={b.register.table}:{b.register.address}({b.register.name})"
                                    for b in instrument.bindings)
+                order = "" if instrument.byte_order == gateway.byte_order else f" byte order {instrument.byte_order}"
                 lines.append(f"    slave {instrument.slave_id:3d} {instrument.map.kind:18s} "
-                             f"{instrument.facility:8s} {points}")
+                             f"{instrument.facility:8s} {points}{order}")
         return "\n".join(lines)
 
 
@@ -284,11 +296,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="port of the enterprise's first device; the next devices count up (default 5020)")
     parser.add_argument("--byte-order", choices=BYTE_ORDERS, default="ABCD",
                         help="byte order of float32 values (default ABCD)")
+    parser.add_argument("--framer", choices=layout.FRAMERS, default="tcp",
+                        help="Modbus TCP, or RTU frames over TCP as a serial server passes them (default tcp)")
+    parser.add_argument("--registry-ports", action="store_true",
+                        help="devices with a registry modbus block listen on its port (on --host)")
     parser.add_argument("--scenario", help="scenario TOML file (default: a normal day from now, see docs/field.md)")
 
 
 def main(args: argparse.Namespace, registry: Registry, scenario: Scenario, timezone: str) -> None:
-    site = SiteSimulator(registry, args.enterprise, scenario, args.byte_order, args.host, args.port_base, timezone)
+    site = SiteSimulator(registry, args.enterprise, scenario, args.byte_order, args.host, args.port_base, timezone,
+                         args.framer, args.registry_ports)
 
     async def serve() -> None:
         await site.step(site.start_time)  # the first values; the gateways listen from here on

@@ -4,7 +4,10 @@ Per enterprise, one config polls the Modbus instruments of each of its devices (
 laid out by `layout.instruments` exactly as `gkjk modbus-sim` serves them) and writes what it reads the way the
 ingest server stores HJ 212 real-time data (docs/schema.md): measurement `rtd`, tags mn/ent/county/fac, float fields
 `<factor>-Rtd`. Every config exists for InfluxDB 1.x (`outputs.influxdb`) and 2.x (`outputs.influxdb_v2`).
-The templates are in telegraf/templates; telegraf/README.md describes the output.
+A device's registry `modbus` block says where its gateway is, how it frames requests (Telegraf's
+`transmission_mode`), the byte order and unit id of each instrument; devices without one are read at the options'
+address (the simulator's). The templates are package data (`telegraf_templates/`, so an installed wheel builds
+configs too); telegraf/README.md describes the output.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from gkjk.registry import Enterprise, Registry
 from ingest_twisted.field import layout
 from ingest_twisted.field.registers import BYTE_ORDERS
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "telegraf" / "templates"
+TEMPLATES = Path(__file__).resolve().parent / "telegraf_templates"
 #: Output flavours: subdirectory of the build and the output template.
 OUTPUTS = ("influxdb_v1", "influxdb_v2")
 HOSTS_FILE = "platform_hosts.conf"
@@ -29,6 +32,8 @@ HOSTS_FILE = "platform_hosts.conf"
 MEASUREMENT = "rtd"
 #: Telegraf's data type for each register table's values (bits need none).
 _FIELD_TYPE = {"holding": "FLOAT32"}
+#: Telegraf's `transmission_mode` for each framer (plugins/inputs/modbus/sample_general_begin.conf).
+TRANSMISSION_MODE = {"tcp": "TCP", "rtu_over_tcp": "RTUoverTCP"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +45,7 @@ class Options:
     byte_order: str = "ABCD"
     influx: InfluxConfig = field(default_factory=InfluxConfig)
     hosts_database: str = "telegraf"
+    framer: str = "tcp"
 
 
 def _toml(value: str | int | float | bool) -> str:
@@ -64,22 +70,25 @@ def _site(enterprise: Enterprise, options: Options) -> dict | None:
     """Template context of one enterprise, or None if none of its points is read over Modbus."""
     gateways = []
     for index, device in enumerate(enterprise.devices):
+        wiring = layout.connection(device, layout.Connection(options.modbus_host, options.port_base + index,
+                                                             options.framer, options.byte_order))
         requests = []
-        for instrument in layout.instruments(device):
+        for instrument in layout.instruments(device, wiring.byte_order):
             for table in instrument.map.tables():
                 bindings = [b for b in instrument.bindings if b.register.table == table]
                 if not bindings:
                     continue
                 requests.append({
                     "slave_id": instrument.slave_id, "register": table, "kind": instrument.map.kind,
-                    "facility": instrument.facility,
+                    "facility": instrument.facility, "byte_order": instrument.byte_order,
                     "fields": [{"address": b.register.address, "name": f"{b.point.factor}-Rtd",
                                 "type": _FIELD_TYPE.get(table), "register_name": b.register.name}
                                for b in sorted(bindings, key=lambda b: b.register.address)],
                 })
         if requests:
             gateways.append({"mn": device.mn, "interval": f"{device.rtd_interval}s", "requests": requests,
-                             "controller": f"tcp://{options.modbus_host}:{options.port_base + index}"})
+                             "controller": f"tcp://{wiring.host}:{wiring.port}",
+                             "transmission_mode": TRANSMISSION_MODE[wiring.framer]})
     if not gateways:
         return None
     return {"enterprise": enterprise, "gateways": gateways}
@@ -89,6 +98,8 @@ def render(registry: Registry, options: Options) -> dict[str, str]:
     """Every config file, by path relative to the output directory."""
     if options.byte_order not in BYTE_ORDERS:
         raise ValueError(f"byte order must be one of {', '.join(BYTE_ORDERS)}, got {options.byte_order!r}")
+    if options.framer not in layout.FRAMERS:
+        raise ValueError(f"framer must be one of {', '.join(layout.FRAMERS)}, got {options.framer!r}")
     env = _environment()
     site_template, hosts_template = env.get_template("site.conf.j2"), env.get_template("platform_hosts.conf.j2")
     files: dict[str, str] = {}
@@ -126,6 +137,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port-base", type=int, default=5020,
                         help="port of each enterprise's first device; the next devices count up (default 5020)")
     parser.add_argument("--byte-order", choices=BYTE_ORDERS, default="ABCD",
-                        help="byte order of float32 values (default ABCD)")
+                        help="byte order of float32 values where the registry names none (default ABCD)")
+    parser.add_argument("--framer", choices=layout.FRAMERS, default="tcp",
+                        help="Modbus TCP or RTU over TCP where the registry names none (default tcp)")
     parser.add_argument("--hosts-database", default="telegraf",
                         help="database (v1) or bucket (v2) for the platform hosts' metrics (default telegraf)")

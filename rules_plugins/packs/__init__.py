@@ -1,0 +1,1 @@
+"""Built-in industry packs (one module per industry): facility templates and industry defaults (docs/plugins.md)."""

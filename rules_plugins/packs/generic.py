@@ -1,0 +1,26 @@
+"""通用 (general): an enterprise no industry pack describes: its production units and an exhaust fan, judged by
+the common rules at their plugin defaults (so this pack changes none)."""
+
+from __future__ import annotations
+
+from rules_plugins import hookimpl
+from rules_plugins.packs.template import FacilityTemplate, PointTemplate, Template
+
+INDUSTRY = "通用"
+TEMPLATE = Template(
+    INDUSTRY,
+    production=(
+        FacilityTemplate("P1", "生产设备", "other",
+                         (PointTemplate("i33200", "current", {"rated": 50, "on_threshold": 6}),)),
+    ),
+    treatment=(
+        FacilityTemplate("T1", "废气处理风机", "fan",
+                         (PointTemplate("g10201", "fan_current", {"rated": 30, "on_threshold": 4, "normal": 22}),),
+                         serves=("P1",), rules=("treatment_off", "low_load", "start_stop")),
+    ),
+)
+
+
+@hookimpl(trylast=True)
+def gkjk_facility_template(industry: str) -> Template | None:
+    return TEMPLATE if industry == INDUSTRY else None
