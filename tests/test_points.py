@@ -56,3 +56,9 @@ def test_missing_or_bad_data_time_uses_arrival_time():
     packet = parse_segment(HEAD.format(cn="2011") + "CP=&&DataTime=2026;i33200-Rtd=1&&")
     conversion = PointBuilder("Asia/Shanghai").convert(packet, REGISTRY, 123)
     assert conversion.missing_data_time and conversion.lines[0].endswith(b" 123")
+
+
+def test_every_record_of_a_cp_with_several_data_times_is_stored():
+    first, second = lines("DataTime=20261123100000;i33200-Rtd=1;DataTime=20261123100100;i33200-Rtd=2")
+    assert first.endswith(" i33200-Rtd=1 1795399200000000000")
+    assert second.endswith(" i33200-Rtd=2 1795399260000000000")

@@ -22,10 +22,16 @@
   decrypt with ``sm4.decrypt_segment`` first.
 * Version: Flag bits V5..V0 (0 = 2005, 1 = 2017, 2 and above = 2025); without a
   Flag, ST 44/45 mean 2025, no QN or a 14-character MN mean 2005, else 2017.
+
+``read_plain_upload`` reads only the header of a data upload in the shape
+nearly every device sends (the order ``build_segment`` writes, DataTime first in
+CP) with one regular expression, leaving the factors to
+``PointBuilder.convert_plain``; anything else goes through ``parse_segment``.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -44,6 +50,7 @@ __all__ = [
     "parse_cp",
     "parse_segment",
     "parse_time",
+    "read_plain_upload",
 ]
 
 #: Flag bit A: the receiver must answer.
@@ -310,6 +317,33 @@ def parse_segment(segment: bytes | str) -> Packet:
             raise PacketError("bad_pno", f"PNO {str(text_pno)[:20]!r} is not 1..PNUM")
 
     return Packet(qn, st, cn, pw, mn, flag, pnum, pno, parse_cp(body), extra)
+
+
+#: QN;ST;CN;PW;MN;Flag;CP=&&DataTime=..;rest&& with values parse_segment would take as they are
+#: (no spaces, nothing to strip or refuse): the PW class is printable ASCII but for ``& , ; =``.
+_PLAIN_UPLOAD = re.compile(
+    r"QN=([0-9]{17});ST=([0-9]{2});CN=(2011|2051|2061|2031);PW=([!-%'-+\--:<>-~]{1,64});"
+    r"MN=([0-9A-Za-z]{1,32});Flag=([0-9]{1,3});CP=&&DataTime=([0-9]{14})[;,]([^&]*)&&"
+)
+
+
+def read_plain_upload(segment: bytes) -> tuple[Packet, str] | None:
+    """A data upload in the common shape: (its packet without factors, the CP text after DataTime), else None.
+
+    The packet equals ``parse_segment(segment)`` but for ``cp``, which holds only
+    ``data_time``; the rest of the CP is for ``PointBuilder.convert_plain``.
+    """
+    try:
+        match = _PLAIN_UPLOAD.fullmatch(segment.decode())
+    except UnicodeDecodeError:
+        return None
+    if match is None:
+        return None
+    qn, st, cn, pw, mn, text_flag, data_time, rest = match.groups()
+    flag = int(text_flag)
+    if flag > 255:
+        return None
+    return Packet(qn, st, cn, pw, mn, flag, None, None, CP(data_time), {}), rest
 
 
 # -- building --------------------------------------------------------------
