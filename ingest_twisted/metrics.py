@@ -34,6 +34,7 @@ class IngestStats:
     bad_values: int = 0
     missing_data_time: int = 0
     backfill_requests: int = 0
+    split_complete: int = 0
     by_cn: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
 
@@ -55,6 +56,7 @@ class IngestStats:
             for name in (
                 "connections", "devices_online", "bytes_in", "frames_in", "stored", "acks_out",
                 "lines_out", "unmapped_factors", "bad_values", "missing_data_time", "backfill_requests",
+                "split_complete",
             )
         }
         values["errors"] = sum(self.errors.values())

@@ -131,7 +131,7 @@ class IngestFactory(ServerFactory):
     def track_fragment(self, packet: Packet) -> None:
         """Fragments are stored as they come (InfluxDB merges them by MN+CN+DataTime); here we only count completeness."""
         if self._reassembler.add(packet, self.clock.seconds()) is not None:
-            self.stats.count_cn("split_complete")
+            self.stats.split_complete += 1
 
     def expire_fragments(self) -> None:
         for merged in self._reassembler.expire(self.clock.seconds()):

@@ -637,6 +637,10 @@ def test_a_split_upload_is_stored_as_one_point_with_every_factor(tmp_path, influ
             wait_for(lambda: len(rows(influx, db, f"SELECT * FROM minute WHERE mn = '{mn}' AND fac = 'T1'")) >= 2,
                      30, "two minute records")
             logger_processes[-1].stop()
+            # The server counts the split packets it saw whole (self-metric split_complete).
+            status = server.spool / "status-0.json"
+            wait_for(lambda: status.exists() and json.loads(status.read_text())["split_complete"] >= 2, 10,
+                     "split packets counted complete")
             factors = {p.facility: set() for p in site.gateway.device.points}
             for point in site.gateway.device.points:
                 factors[point.facility].add(point.factor)
