@@ -423,6 +423,16 @@ def test_dry_run_sends_nothing_and_records_what_it_would(relay_factory, receiver
     assert "dry run: would send" in relay.log.read_text(encoding="utf-8")
 
 
+def test_sms_off_delivers_to_dingtalk_only_without_aliyun_settings(relay_factory, receivers):
+    dingtalk, aliyun = receivers
+    relay = relay_factory(sms_provider="", aliyun_access_key_id="", aliyun_access_key_secret="",
+                          aliyun_sign_name="", aliyun_template_code="")
+    assert relay.post(f"enterprise/{FOUNDRY}", [alert()]) == (200, {"queued": 1, "duplicates": 0})
+    relay.wait_for(lambda h: h["sent"] == 1)
+    time.sleep(0.3)
+    assert [r.query["access_token"] for r in dingtalk.requests] == ["robotfoundry"] and aliyun.requests == []
+
+
 def test_relay_refuses_to_start_without_a_token(tmp_path, receivers):
     relay = Relay(tmp_path, "http://127.0.0.1:1", "x", *receivers)
     env = {k: v for k, v in os.environ.items() if not k.startswith("GKJK_")}

@@ -77,7 +77,8 @@ def _contact_targets(contacts: Iterable[Contact]) -> Iterable[Target]:
 
 def targets(recipient: Recipient, registry: Registry, relay: RelayConfig,
             enterprise_id: str = "") -> tuple[Target, ...]:
-    """Every address the recipient stands for about an alert of `enterprise_id`, DingTalk first, each once.
+    """Every address the recipient stands for about an alert of `enterprise_id`, DingTalk first, each once;
+    no phone numbers when SMS is off (`[relay] sms_provider = ""`).
 
     UnknownRecipient if the recipient does not exist.
     """
@@ -97,5 +98,5 @@ def targets(recipient: Recipient, registry: Registry, relay: RelayConfig,
             raise UnknownRecipient(f"no enterprise of the registry is in county {recipient.name}")
         in_charge = [c for e in in_county if e.id == enterprise_id.upper() for c in e.contacts if c.role == "county"]
         found = _contact_targets(in_charge or [c for e in in_county for c in e.contacts if c.role == "county"])
-    unique = dict.fromkeys(found)
+    unique = dict.fromkeys(t for t in found if t.channel != "sms" or relay.sms_provider)  # "": SMS off
     return tuple(sorted(unique, key=lambda t: t.channel))

@@ -47,8 +47,9 @@ def run(config: Config, dry_run: bool = False) -> None:
         recorder = DryRunRecorder(Path(relay.dry_run_log))
         senders = {"dingtalk": recorder, "sms": recorder}
     else:
-        senders = {"dingtalk": DingTalkRobots(relay, http, reactor),
-                   "sms": sms_provider(relay.sms_provider)(relay, http, reactor)}
+        senders = {"dingtalk": DingTalkRobots(relay, http, reactor)}
+        if relay.sms_provider:
+            senders["sms"] = sms_provider(relay.sms_provider)(relay, http, reactor)
 
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
     holder = RegistryHolder(Path(config.registry.path))
