@@ -4,10 +4,7 @@ elsewhere because booths need their face velocity."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-from rules_plugins import hookimpl
-from rules_plugins.packs.template import FacilityTemplate, PointTemplate, Template
+from rules_plugins.packs.template import FacilityTemplate, PointTemplate, Template, pack_hooks
 
 INDUSTRY = "工业涂装"
 DEFAULTS = {"low_load_fraction": 0.6, "rto_min_temperature": 760, "rco_min_temperature": 300,
@@ -37,12 +34,4 @@ TEMPLATE = Template(
     ),
 )
 
-
-@hookimpl(trylast=True)
-def gkjk_facility_template(industry: str) -> Template | None:
-    return TEMPLATE if industry == INDUSTRY else None
-
-
-@hookimpl
-def gkjk_rule_defaults(industry: str) -> Mapping[str, float] | None:
-    return DEFAULTS if industry == INDUSTRY else None
+gkjk_facility_template, gkjk_rule_defaults = pack_hooks(TEMPLATE, DEFAULTS)

@@ -3,8 +3,7 @@ the common rules at their plugin defaults (so this pack changes none)."""
 
 from __future__ import annotations
 
-from rules_plugins import hookimpl
-from rules_plugins.packs.template import FacilityTemplate, PointTemplate, Template
+from rules_plugins.packs.template import FacilityTemplate, PointTemplate, Template, pack_hooks
 
 INDUSTRY = "通用"
 TEMPLATE = Template(
@@ -20,7 +19,4 @@ TEMPLATE = Template(
     ),
 )
 
-
-@hookimpl(trylast=True)
-def gkjk_facility_template(industry: str) -> Template | None:
-    return TEMPLATE if industry == INDUSTRY else None
+gkjk_facility_template, gkjk_rule_defaults = pack_hooks(TEMPLATE)

@@ -5,10 +5,7 @@ fumes saturate carbon sooner than the general 500 h."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
-from rules_plugins import hookimpl
-from rules_plugins.packs.template import FacilityTemplate, PointTemplate, Template
+from rules_plugins.packs.template import FacilityTemplate, PointTemplate, Template, pack_hooks
 
 INDUSTRY = "制鞋"
 DEFAULTS = {"carbon_design_hours": 300}
@@ -29,12 +26,4 @@ TEMPLATE = Template(
     ),
 )
 
-
-@hookimpl(trylast=True)
-def gkjk_facility_template(industry: str) -> Template | None:
-    return TEMPLATE if industry == INDUSTRY else None
-
-
-@hookimpl
-def gkjk_rule_defaults(industry: str) -> Mapping[str, float] | None:
-    return DEFAULTS if industry == INDUSTRY else None
+gkjk_facility_template, gkjk_rule_defaults = pack_hooks(TEMPLATE, DEFAULTS)

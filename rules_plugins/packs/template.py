@@ -7,11 +7,12 @@ rules can judge. Each facility names the rules expected to judge it (a test hold
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from gkjk import uscc
+from rules_plugins import hookimpl
 
 PLACEHOLDER_ID = "91320682MA0000000" + uscc.check_digit("91320682MA0000000")
 PLACEHOLDER_MN = "0000000000000000000000A1"
@@ -96,3 +97,18 @@ def skeleton(template: Template, enterprise_id: str = PLACEHOLDER_ID, mn: str = 
             items = {"factor": p.factor, "facility": facility.id, "quantity": p.quantity, **p.settings}
             lines.append(f"      - {_flow(items)}")
     return "\n".join(lines) + "\n"
+
+
+def pack_hooks(template: Template, defaults: Mapping[str, float] | None = None) -> tuple[Callable, Callable]:
+    """The hook implementations of an industry pack module, which binds them to the hook names:
+    `gkjk_facility_template, gkjk_rule_defaults = pack_hooks(TEMPLATE, DEFAULTS)`."""
+
+    @hookimpl(trylast=True)  # an installed pack's template for the same industry wins
+    def gkjk_facility_template(industry: str) -> Template | None:
+        return template if industry == template.industry else None
+
+    @hookimpl
+    def gkjk_rule_defaults(industry: str) -> Mapping[str, float] | None:
+        return defaults if industry == template.industry else None
+
+    return gkjk_facility_template, gkjk_rule_defaults
