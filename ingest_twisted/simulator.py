@@ -180,7 +180,9 @@ class DeviceModel:
         values = {}
         for point in self.device.points:
             value = self._value(point, moment, step_seconds)
-            if self.faults.flat:
+            # A logger replaying a made-up number: the point's first reading while its facility runs, sent from then
+            # on whatever the facility does (a number frozen while off would read as a stopped facility, not flat data).
+            if self.faults.flat and (point.factor in self._flat or self.running(point.facility, moment)):
                 value = self._flat.setdefault(point.factor, value)
             values[point.factor] = round(value, 3)
         return values
