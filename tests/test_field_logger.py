@@ -791,3 +791,128 @@ def test_a_real_site_wiring_rtu_over_tcp_and_byte_orders_end_to_end(tmp_path, in
             assert expected["a01012"] > 700 and expected["i33200"] > 10  # read right, not merely read
     finally:
         site.close()
+
+
+# --- settings a platform makes, daily run time (2041) ---------------------------------------------------------------
+
+
+def data_times(packets: list[Packet], cn: str = "2011", since: str = "") -> list[datetime]:
+    return sorted({datetime.strptime(p.cp.data_time, "%Y%m%d%H%M%S") for p in packets
+                   if p.cn == cn and p.cp.data_time >= since})
+
+
+def test_interval_and_clock_set_by_a_platform_survive_a_restart(tmp_path, site, logger_processes) -> None:
+    platform = FakePlatform()
+    port = platform.port
+    try:
+        first = LoggerProcess(tmp_path, site.gateway.port, [port], "--rtd-interval", "10", "--speed", "600")
+        logger_processes.append(first)
+        platform.wait(lambda ps: any(p.cn == "2011" for p in ps), "a record")
+        for request in (command("1062", RtdInterval="30"), command("1012", SystemTime="20250101000000")):
+            platform.send(request)
+            platform.wait(lambda ps: any(p.cn == "9012" and p.qn == request.qn for p in ps), f"{request.cn} answers")
+        platform.wait(lambda ps: any(p.cn == "2011" and p.cp.data_time >= "2025" for p in ps), "the new clock")
+        first.stop()
+    finally:
+        platform.close()
+    settings = json.loads((first.store / "settings.json").read_text())
+    assert settings["rtd_interval"] == 30
+    # The seconds the 1012 moved the clock by: from the first run's clock (a few simulated minutes after START).
+    offset = timedelta(seconds=settings["clock_offset"])
+    assert timedelta(0) < datetime(2025, 1, 1) - START - offset < timedelta(hours=1)
+
+    def run_records(ps: list[Packet], start: datetime) -> list[datetime]:
+        """Real-time records of a run that started at `start` on the logger's clock (not replays of the first)."""
+        return data_times(ps, since=(start - timedelta(seconds=1)).strftime("%Y%m%d%H%M%S"))
+
+    # Restarted with the same command line, two simulated hours later: the platform's interval and clock hold.
+    platform = FakePlatform(port=port)
+    second_start = START + timedelta(hours=2) + offset
+    try:
+        logger_processes.append(LoggerProcess(tmp_path, site.gateway.port, [port], "--rtd-interval", "10",
+                                              "--speed", "600", "--start", (START + timedelta(hours=2)).isoformat()))
+        ps = platform.wait(lambda ps: len(run_records(ps, second_start)) >= 5, "records of the second run")
+        times = run_records(ps, second_start)
+        assert times[0] - second_start < timedelta(seconds=5)
+        assert {b - a for a, b in zip(times, times[1:])} == {timedelta(seconds=30)}
+        assert not [p for p in ps if p.cn == "3020"]  # the same configuration: nothing changed
+        logger_processes[-1].stop()
+    finally:
+        platform.close()
+
+    # The installer changes the interval locally: the change is reported and the local interval wins; the clock
+    # offset is no part of the configuration and holds.
+    platform = FakePlatform(port=port)
+    third_start = START + timedelta(hours=4) + offset
+    try:
+        logger_processes.append(LoggerProcess(tmp_path, site.gateway.port, [port], "--rtd-interval", "20",
+                                              "--speed", "600", "--start", (START + timedelta(hours=4)).isoformat()))
+        ps = platform.wait(lambda ps: len(run_records(ps, third_start)) >= 5 and any(p.cn == "3020" for p in ps),
+                           "records and the configuration event")
+        event = next(p for p in ps if p.cn == "3020").cp.params
+        assert (event["Parameter"], event["Changed"], event["Source"]) == ("Config", "rtd_interval", "local")
+        times = run_records(ps, third_start)
+        assert times[0] - third_start < timedelta(seconds=5)
+        assert {b - a for a, b in zip(times, times[1:])} == {timedelta(seconds=20)}
+    finally:
+        platform.close()
+    assert "rtd_interval" not in json.loads((first.store / "settings.json").read_text())
+
+
+def run_time_registry(tmp_path: Path) -> Path:
+    """The test site with P1 never running (its current stays below a threshold of 1,000 A)."""
+    path = tmp_path / "run-time.yaml"
+    path.write_text(SITE_TEXT.replace("rated: 80, on_threshold: 12", "rated: 2000, on_threshold: 1000", 1),
+                    encoding="utf-8")
+    return path
+
+
+#: Equipment numbers of the test device: its facilities in the order of its points (docs/field.md).
+SB_OF = {"P1": "SB1", "T1": "SB2", "T2": "SB3", "T3": "SB4", "T4": "SB5"}
+
+
+def test_daily_run_time_reaches_influxdb(tmp_path, influx_db, site, logger_processes) -> None:
+    influx, db = influx_db
+    with ServerProcess(tmp_path / "server", influx.url, db, registry=SITE, spool={"flush_interval": 0.05}) as server:
+        # 5-minute records at 36000x: a day passes in 2.4 s. The first day runs from 09:00, the second whole.
+        logger_processes.append(LoggerProcess(tmp_path, site.gateway.port, [server.port], "--rtd-interval", "300",
+                                              "--speed", "36000", registry=run_time_registry(tmp_path)))
+        query = f"SELECT * FROM runtime WHERE mn = '{MN}' ORDER BY time"
+        wait_for(lambda: len(rows(influx, db, query)) >= 2, 30, "two days of run time")
+        days = rows(influx, db, query)[:2]
+    assert [d["time"] for d in days] == [(datetime(2024, 5, day) - timedelta(hours=8)).strftime("%Y-%m-%dT%H:%M:%SZ")
+                                         for day in (6, 7)]
+    assert {d["fac"] for d in days} == {"unmapped"}  # the platform does not map SB numbers to facilities
+    # P1 never runs; the fan T1 runs all the time, and so do the treatment facilities it serves (T2-T4).
+    for day, hours in zip(days, (15.0, 24.0)):
+        assert {facility: day[f"{sb}-RT"] for facility, sb in SB_OF.items()} == {
+            "P1": 0.0, "T1": hours, "T2": hours, "T3": hours, "T4": hours}
+
+
+def test_run_time_backfill_answers_from_history(tmp_path, site, logger_processes) -> None:
+    platform = FakePlatform()
+    try:
+        logger_processes.append(LoggerProcess(tmp_path, site.gateway.port, [platform.port], "--rtd-interval", "300",
+                                              "--speed", "36000", registry=run_time_registry(tmp_path)))
+        platform.wait(lambda ps: len([p for p in ps if p.cn == "2041"]) >= 2, "two days of run time", timeout=30)
+        live = {p.cp.data_time: p for p in platform.everything if p.cn == "2041"}
+        begin, end = (START - timedelta(days=1)).strftime("%Y%m%d%H%M%S"), (START + timedelta(days=1)).strftime(
+            "%Y%m%d%H%M%S")
+        expected = sorted(t for t in live if begin <= t <= end)
+        assert expected == ["20240506000000", "20240507000000"]
+        platform.packets.clear()
+        platform.send(request := command("2041", BeginTime=begin, EndTime=end))
+        ps = platform.wait(lambda ps: any(p.cn == "9012" and p.qn == request.qn for p in ps), "2041 backfill")
+        answer = [p for p in ps if p.qn == request.qn or (p.cn == "2041" and begin <= p.cp.data_time <= end)]
+        assert [p.cn for p in answer] == ["9011", "2041", "2041", "9012"]
+        assert answer[-1].cp.params == {"ExeRtn": "1"}
+        assert [p.cp for p in answer[1:-1]] == [live[t].cp for t in expected]
+        assert answer[1].cp.devices["SB2"] == {"RT": "15"} and answer[1].cp.devices["SB1"] == {"RT": "0"}
+        assert not {p.qn for p in answer[1:-1]} & {p.qn for p in live.values()}  # each with a new QN
+
+        platform.packets.clear()  # a range without records: ExeRtn 100
+        platform.send(request := command("2041", BeginTime="20200101000000", EndTime="20200102000000"))
+        ps = platform.wait(lambda ps: any(p.cn == "9012" and p.qn == request.qn for p in ps), "empty backfill")
+        assert [p.cp.params for p in ps if p.qn == request.qn] == [{"QnRtn": "1"}, {"ExeRtn": "100"}]
+    finally:
+        platform.close()

@@ -11,12 +11,14 @@ Each record credits the time since the previous record (at most one RtdInterval,
 restart) if the facility runs at that record. The totals are kept in `counters.json` in the logger's store, written
 atomically with the queues, so they survive restarts and power cuts; deleting a factor's entry resets it (carbon
 replaced).
+
+The same steps make the day's run time of every facility the device meters (HJ 212 2041, ``SB<n>-RT`` in hours):
+`equipment_numbers` gives each facility of the device its ``SB`` number, `RunCounters.close_day` the hours.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +26,7 @@ from pathlib import Path
 from twisted.logger import Logger
 
 from gkjk.registry import COMPUTED_QUANTITIES, Device, Enterprise, Point
+from ingest_twisted.field.store import write_json
 
 log = Logger()
 
@@ -62,6 +65,16 @@ def run_points(device: Device, enterprise: Enterprise, facility_id: str) -> list
     return readable(fans)
 
 
+def equipment_numbers(device: Device) -> dict[str, int]:
+    """HJ 212 equipment number (``SB<n>``) of each facility of the device: its facilities numbered from 1 in the
+    order they first appear in the device's points. Deterministic and stable while the points keep their order,
+    whether or not a facility's run state can be told."""
+    numbers: dict[str, int] = {}
+    for point in device.points:
+        numbers.setdefault(point.facility, len(numbers) + 1)
+    return numbers
+
+
 @dataclass(slots=True)
 class Counter:
     point: Point
@@ -70,7 +83,8 @@ class Counter:
 
 
 class RunCounters:
-    """The device's counter points, advanced at every real-time record and persisted in `path`."""
+    """The device's counter points and its facilities' run time of the day, advanced at every real-time record;
+    the counters are persisted in `path`."""
 
     def __init__(self, device: Device, enterprise: Enterprise, path: Path) -> None:
         self.path = path
@@ -81,37 +95,50 @@ class RunCounters:
             if not counter.sources:
                 log.warn("MN {mn}: {factor} ({facility}) has no run points on this device: it will not count",
                          mn=device.mn, factor=counter.point.factor, facility=counter.point.facility)
+        #: Run points of each facility whose run state can be told, by its equipment number (2041).
+        self.facilities = {number: sources for facility, number in equipment_numbers(device).items()
+                           if (sources := run_points(device, enterprise, facility))}
+        self.day_seconds = dict.fromkeys(self.facilities, 0.0)
         self._last: datetime | None = None
         self._unsaved = False
 
     def __bool__(self) -> bool:
-        return bool(self.counters)
+        return bool(self.counters or self.facilities)
 
     def pause(self) -> None:
         """Nothing was measured (gateway unreachable): the next record credits no time."""
         self._last = None
 
     def advance(self, moment: datetime, values: dict[str, float], max_step: float) -> dict[str, float]:
-        """Credit the time since the previous record to the counters whose facility runs; totals in their units."""
+        """Credit the time since the previous record to the counters and the day's run time of the facilities
+        that run; the counters' totals in their units."""
         step = 0.0 if self._last is None else min(max((moment - self._last).total_seconds(), 0.0), max_step)
         self._last = moment
-        self._unsaved = True
+        self._unsaved = bool(self.counters)
         totals = {}
         for counter in self.counters:
-            states = [is_on(p, values[p.factor]) for p in counter.sources if p.factor in values]
-            if any(states):
+            if _runs(counter.sources, values):
                 counter.seconds += step
             totals[counter.point.factor] = counter.seconds / SECONDS_PER_UNIT[counter.point.unit]
+        for number, sources in self.facilities.items():
+            if _runs(sources, values):
+                self.day_seconds[number] += step
         return totals
+
+    def close_day(self) -> dict[int, float]:
+        """Run hours of each facility since the last call (the day that just closed), by equipment number."""
+        hours = {number: seconds / 3600 for number, seconds in self.day_seconds.items()}
+        self.day_seconds = dict.fromkeys(self.facilities, 0.0)
+        return hours
 
     def save(self) -> None:
         """Write the totals durably (temporary file, fsync, rename), if they were advanced since the last save."""
         if not self._unsaved:
             return
         self._unsaved = False
-        temporary = self.path.with_suffix(".tmp")
-        with open(temporary, "w", encoding="utf-8") as out:
-            json.dump({c.point.factor: c.seconds for c in self.counters}, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, self.path)
+        write_json(self.path, {c.point.factor: c.seconds for c in self.counters})
+
+
+def _runs(sources: list[Point], values: dict[str, float]) -> bool:
+    """Whether any of the run points read in `values` is on."""
+    return any(is_on(p, values[p.factor]) for p in sources if p.factor in values)

@@ -7,7 +7,8 @@ platforms' commands. When the Modbus gateway cannot be reached it reports a powe
 data until the gateway answers again; a change of its parameters (set by a platform, or its configuration changed
 between runs) is reported as an event too. HJ 212-2025 loggers send heartbeats (9015). An upload whose data
 segment would exceed the standard's 1,024 bytes goes as fragments (PNUM/PNO). `carbon_hours` and `run_time`
-points are counted by the logger itself (`counters.py`).
+points are counted by the logger itself (`counters.py`), and so is each facility's daily run time (2041).
+A clock or interval a platform sets is kept in the store (`settings.json`) and holds across restarts.
 
 Modbus polling runs pymodbus' blocking client in Twisted's thread pool, one poll at a time: the rest of the
 logger stays on the default reactor (no asyncio reactor to install before anything imports Twisted), a hung
@@ -22,7 +23,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import struct
 import sys
 from dataclasses import asdict, replace
@@ -44,7 +44,7 @@ from gkjk.registry import Device, Enterprise, Registry
 from ingest_twisted.field import layout
 from ingest_twisted.field.counters import RunCounters
 from ingest_twisted.field.registers import BYTE_ORDERS
-from ingest_twisted.field.store import DEFAULT_LIMIT, History, UploadQueue
+from ingest_twisted.field.store import DEFAULT_LIMIT, History, UploadQueue, write_json
 from ingest_twisted.hj212 import replies, sm4
 from ingest_twisted.hj212.frame import Frame, encode_frame
 from ingest_twisted.hj212.packet import CP, FLAG_SPLIT, Packet, PacketError, build_cp, build_segment, parse_cp
@@ -69,6 +69,10 @@ _FRAME_OVERHEAD = 12
 HEARTBEAT_CN = "9015"
 #: Aggregates the logger sends, each when its period closes (DataTime is the period's start): CN -> length.
 AGGREGATES = {"2051": timedelta(minutes=MINUTE_PERIOD), "2061": timedelta(hours=1), "2031": timedelta(days=1)}
+#: HJ 212-2017 设备运行时间日历史数据: ``SB<n>-RT``, run hours of each facility per day, sent when the day closes.
+RUN_TIME_CN = "2041"
+#: Records the logger keeps for backfill requests (`History`), by CN.
+HISTORY_CNS = (*AGGREGATES, RUN_TIME_CN)
 
 
 class ModbusUnreachable(Exception):
@@ -292,14 +296,15 @@ class DataLogger:
         self.clock = clock
         self.reactor = clock.reactor
         self.version = device.protocol.rsplit("-", 1)[-1]
-        self.rtd_interval = rtd_interval or device.rtd_interval
+        #: The interval of the command line or the registry; `rtd_interval` is the one in force (a platform's 1062).
+        self.local_rtd_interval = self.rtd_interval = rtd_interval or device.rtd_interval
         self.poll_every = poll_every
         self.heartbeat_interval = heartbeat if self.version == "2025" else 0.0
         self.store = store
         self.counters = RunCounters(device, enterprise, store / "counters.json")
         self.links = [PlatformLink(self, host, port, UploadQueue(store / f"{host}_{port}" / "queue.log", queue_limit),
                                    retry_max) for host, port in platforms]
-        self.history = {cn: History(store / f"history-{cn}.log", queue_limit) for cn in AGGREGATES}
+        self.history = {cn: History(store / f"history-{cn}.log", queue_limit) for cn in HISTORY_CNS}
         self.windows: dict[str, Window] = {}
         self.next_tick = clock.now()  # set again by start()
         self.power_lost = False
@@ -310,8 +315,13 @@ class DataLogger:
 
     def start(self) -> None:
         self.clock.restart()
+        remote = self.platform_settings()
+        self.clock.set(self.clock.now() + timedelta(seconds=remote.get("clock_offset", 0.0)))
+        changed = self.check_configuration()
+        if "rtd_interval" in changed and remote.pop("rtd_interval", None) is not None:  # the installer's is newer
+            write_json(self.store / "settings.json", remote)
+        self.rtd_interval = remote.get("rtd_interval", self.local_rtd_interval)
         self.next_tick = self.clock.now().replace(microsecond=0)
-        self.check_configuration()
         for link in self.links:
             link.start()
         self._loop.start(self.poll_every, now=True)
@@ -419,11 +429,15 @@ class DataLogger:
             self.next_tick += timedelta(seconds=self.rtd_interval)
 
     def tick(self, moment: datetime, values: dict[str, float]) -> None:
-        """One real-time record, and the minute, hour or day records of the windows it closes."""
+        """One real-time record, and the minute, hour or day records (and the day's run time) of the windows it
+        closes."""
         if not values:  # the gateway answered but no slave did: nothing was measured
             return
         if self.counters:
             values = {**values, **self.counters.advance(moment, values, self.rtd_interval)}
+        day = self.windows.get("2031")
+        if day is not None and day.start != period_start(moment, AGGREGATES["2031"]):
+            self.run_time(day.start, moment)
         data_time = moment.strftime(TIME_FORMAT)
         factors = {code: {"Rtd": decimal_text(v), "Flag": "N"} for code, v in values.items()}
         self.record("2011", CP(data_time=data_time, factors=factors), moment)
@@ -440,6 +454,16 @@ class DataLogger:
                 window = self.windows[cn] = Window(start)
             window.add(values)
 
+    def run_time(self, day: datetime, moment: datetime) -> None:
+        """2041 of the day that just closed: the run hours of each facility whose run state the device reads."""
+        hours = self.counters.close_day()
+        if not hours:
+            return
+        cp = CP(data_time=day.strftime(TIME_FORMAT),
+                devices={f"SB{number}": {"RT": decimal_text(value)} for number, value in hours.items()})
+        self.history[RUN_TIME_CN].add(cp.data_time, build_cp(cp))
+        self.record(RUN_TIME_CN, cp, moment)
+
     # platform commands
 
     def command(self, link: PlatformLink, packet: Packet) -> None:
@@ -448,7 +472,7 @@ class DataLogger:
             link.queue.remove(packet.qn or "")
         elif packet.cn == "9013":
             link.acknowledged(packet)
-        elif packet.cn in AGGREGATES and "BeginTime" in params:
+        elif packet.cn in HISTORY_CNS and "BeginTime" in params:
             self.backfill(link, packet)
         elif packet.cn in ("1011", "1061"):
             link.answer(replies.qn_rtn(packet))
@@ -473,14 +497,18 @@ class DataLogger:
                 change = ("SystemTime", before.strftime(TIME_FORMAT), moment.strftime(TIME_FORMAT))
                 self.clock.set(moment)
                 self.next_tick = self.clock.now().replace(microsecond=0)
+                setting = {"clock_offset": self.platform_settings().get("clock_offset", 0.0)
+                           + (moment - before).total_seconds()}
             else:
                 interval = int(packet.cp.params["RtdInterval"])
                 if not 1 <= interval <= 86400:
                     raise ValueError(interval)
                 change = ("RtdInterval", str(self.rtd_interval), str(interval))
                 self.rtd_interval = interval
+                setting = {"rtd_interval": interval}
         except (KeyError, ValueError):
             return replies.ExeRtn.BAD_CONDITION
+        write_json(self.store / "settings.json", {**self.platform_settings(), **setting})
         log.info("MN {mn}: {cn} {params}", mn=self.device.mn, cn=packet.cn, params=packet.cp.params)
         self.parameter_changed(*change, link.name, before)
         return replies.ExeRtn.SUCCESS
@@ -494,33 +522,41 @@ class DataLogger:
                   "EventTime": moment.strftime(TIME_FORMAT) + f"{moment.microsecond // 1000:03d}"}
         self.record("3020", CP(data_time=moment.strftime(TIME_FORMAT), params=params), moment)
 
-    def check_configuration(self) -> None:
+    def check_configuration(self) -> list[str]:
         """Report a configuration that differs from the previous run's (`config.json` in the store): Parameter
-        Config, the fingerprints of both and the names of the changed settings in `Changed` (``|``-separated)."""
+        Config, the fingerprints of both and the names of the changed settings in `Changed` (``|``-separated).
+        Returns those names."""
         path = self.store / "config.json"
         settings = self.settings()
         previous = json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+        changed: list[str] = []
         if previous is not None and previous != settings:
             changed = sorted(k for k in settings.keys() | previous.keys() if settings.get(k) != previous.get(k))
             log.info("MN {mn}: configuration changed: {changed}", mn=self.device.mn, changed=changed)
             self.parameter_changed("Config", _fingerprint(previous), _fingerprint(settings), "local",
                                    self.clock.now(), Changed="|".join(changed))
         if previous != settings:
-            temporary = path.with_suffix(".tmp")
-            temporary.write_text(json.dumps(settings, sort_keys=True), encoding="utf-8")
-            os.replace(temporary, path)
+            write_json(path, settings)
+        return changed
 
     def settings(self) -> dict:
-        """What configures this logger, as plain data: the registry device, the wiring, interval and platforms."""
+        """What configures this logger locally, as plain data: the registry device, the wiring, the interval of the
+        command line or registry, and the platforms."""
         return {
             "device": self.device.model_dump(mode="json"),
             "modbus": asdict(self.reader.wiring),
-            "rtd_interval": self.rtd_interval,
+            "rtd_interval": self.local_rtd_interval,
             "platforms": [link.name for link in self.links],
         }
 
+    def platform_settings(self) -> dict:
+        """What platforms set and a restart keeps (`settings.json` in the store): ``rtd_interval`` (1062) and
+        ``clock_offset``, the seconds 1012 commands moved the clock by in total."""
+        path = self.store / "settings.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
     def backfill(self, link: PlatformLink, request: Packet) -> None:
-        """9011, each stored record of the requested CN (2051, 2061 or 2031) in the range (new QN each,
+        """9011, each stored record of the requested CN (2051, 2061, 2031 or 2041) in the range (new QN each,
         acknowledged like any upload), 9012."""
         link.answer(replies.qn_rtn(request))
         found = self.history[request.cn].between(request.cp.params.get("BeginTime", ""), request.cp.params.get("EndTime", ""))

@@ -1,4 +1,5 @@
-"""Durable stores of the data-logger emulator: the per-platform upload queue and the aggregate history.
+"""Durable stores of the data-logger emulator: the per-platform upload queue, the aggregate history, and small JSON
+state files (`write_json`: counters, configuration, settings made by a platform).
 
 A terminal must keep what it could not deliver across network outages and power cuts and replay it in order
 (seed 002: at least 4,000 records). Each upload is appended as one line before it is sent and an acknowledgement
@@ -11,6 +12,7 @@ never contain a line feed.
 
 from __future__ import annotations
 
+import json
 import os
 from collections import OrderedDict
 from pathlib import Path
@@ -30,6 +32,17 @@ def _without_torn_tail(path: Path) -> bytes:
         with open(path, "r+b") as file:
             file.truncate(end)
     return data[:end]
+
+
+def write_json(path: Path, data: object) -> None:
+    """Replace `path` with `data` as JSON durably: a temporary file, fsync, then an atomic rename, so a power cut
+    leaves the old file or the new one, never half of one."""
+    temporary = path.with_suffix(".tmp")
+    with open(temporary, "w", encoding="utf-8") as out:
+        json.dump(data, out, sort_keys=True)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(temporary, path)
 
 
 class UploadQueue:
@@ -107,7 +120,7 @@ class UploadQueue:
 
 
 class History:
-    """The logger's own aggregates of one CN (2051, 2061 or 2031) by DataTime, kept in a file so backfill requests
+    """The logger's own aggregates of one CN (2051, 2061, 2031, or the run times of 2041) by DataTime, kept in a file so backfill requests
     outlive a restart.
 
     One line per record, ``<DataTime> <CP body>``; past `limit` records the oldest are forgotten and the file is
