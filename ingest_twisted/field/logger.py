@@ -314,14 +314,16 @@ class DataLogger:
         self._loop.clock = self.reactor
 
     def start(self) -> None:
-        self.clock.restart()
         remote = self.platform_settings()
-        self.clock.set(self.clock.now() + timedelta(seconds=remote.get("clock_offset", 0.0)))
+        self.clock.restart()
+        if offset := remote.get("clock_offset", 0.0):
+            self.clock.set(self.clock.now() + timedelta(seconds=offset))
+        # The first record is due at the start, before the configuration check's file I/O lets the clock run on.
+        self.next_tick = self.clock.now().replace(microsecond=0)
         changed = self.check_configuration()
         if "rtd_interval" in changed and remote.pop("rtd_interval", None) is not None:  # the installer's is newer
             write_json(self.store / "settings.json", remote)
         self.rtd_interval = remote.get("rtd_interval", self.local_rtd_interval)
-        self.next_tick = self.clock.now().replace(microsecond=0)
         for link in self.links:
             link.start()
         self._loop.start(self.poll_every, now=True)
