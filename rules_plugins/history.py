@@ -2,19 +2,20 @@
 a day (`flat`, `transmission`) while the engine reads only an hour of minute means.
 
 Per (MN, factor) and complete clock hour the lowest and highest value, per MN and hour the real-time records
-received (a record is one DataTime). The span is loaded from InfluxDB with one aggregate query when the engine
-starts (or when it fell behind by more than the minutes it reads); after that the engine's own readings keep it
-up to date for free: every evaluation recomputes the complete hours its readings cover whole (with the default 60
-+ 10 minutes, the previous hour during the first 10 minutes of the next), so late data is counted as long as it
-falls inside what the engine reads; older late data (a logger replaying hours after an outage) is picked up by
-a reload of the span in the background every `[rules] history_reload_minutes` of data time, which the engine
-does not wait for. InfluxDB's GROUP BY time(1h) over one hour took longer than the engine's whole raw read of 70
+received (a record is one DataTime). The span is loaded from InfluxDB with aggregate queries when the engine
+starts (or when it fell behind by more than the minutes it reads), while the engine parses its readings; after
+that the engine's own readings keep it up to date for free: every evaluation recomputes the complete hours its
+readings cover whole (with the default 60 + 10 minutes, the previous hour during the first 10 minutes of the
+next), so late data is counted as long as it falls inside what the engine reads; older late data (a logger
+replaying hours after an outage) is picked up by a reload of the span in the background every `[rules]
+history_reload_minutes` of data time, which the engine does not wait for. InfluxDB's GROUP BY time(1h) over one hour took longer than the engine's whole raw read of 70
 minutes, so it is used only for the span the readings do not hold. Hours before the span, or not yet loaded,
 are unknown (None), never zero.
 """
 
 from __future__ import annotations
 
+import math
 from array import array
 from datetime import datetime, timedelta
 
@@ -122,22 +123,31 @@ class History:
             hours = self._days[day] = range(day, end, HOUR)
         return hours
 
-    async def update(self, client: InfluxClient, registry: Registry, readings: Readings) -> None:
-        """Bring the statistics up to the current hour of `readings`: load what the readings do not cover (at
-        start, or after falling behind), fold the complete hours they do, start a background reload when due."""
-        current = readings.end - readings.end % HOUR
-        oldest = current - self.hours * HOUR
-        covered = min(-(-readings.first // HOUR) * HOUR, current)  # first hour the readings hold whole
+    async def catch_up(self, client: InfluxClient, registry: Registry, first: int, end: int) -> None:
+        """Load the hours the readings of [first, end) will not hold (at start, or after falling behind), or start
+        a background reload when due. Needs only the window, so the engine runs it while its read is under way."""
+        current, oldest = self.span(end)
+        covered = min(-(-first // HOUR) * HOUR, current)  # first hour the readings hold whole
         missing = oldest if self.until is None else max(self.until, oldest)
         if missing < covered:
             self.replace(missing, covered, *await self.load(client, registry, missing, covered))
-            self.loaded = readings.end
-        elif self.reload_minutes and self.reloading is None and readings.end - self.loaded >= self.reload_minutes * 60:
-            self.loaded = readings.end
+            self.loaded = end
+        elif self.reload_minutes and self.reloading is None and end - self.loaded >= self.reload_minutes * 60:
+            self.loaded = end
             self.reloading = Deferred.fromCoroutine(self.reload(client, registry, oldest, covered))
-        for hour in range(covered, current, HOUR):
+
+    def advance(self, readings: Readings) -> None:
+        """Fold the complete hours the readings cover whole; the statistics then reach the current hour (after
+        `catch_up` for the same window)."""
+        current, oldest = self.span(readings.end)
+        for hour in range(min(-(-readings.first // HOUR) * HOUR, current), current, HOUR):
             self.fold(readings, hour)
         self.since, self.until = oldest, current
+
+    def span(self, end: int) -> tuple[int, int]:
+        """(current hour, oldest hour kept) for a window ending at `end`."""
+        current = end - end % HOUR
+        return current, current - self.hours * HOUR
 
     async def reload(self, client: InfluxClient, registry: Registry, start: int, end: int) -> None:
         """Read hours [start, end) again (late data) and swap them in; a failure keeps what was there."""
@@ -154,38 +164,50 @@ class History:
 
     async def load(self, client: InfluxClient, registry: Registry, start: int, end: int) -> tuple[Hours, Hours]:
         """Hours [start, end) from InfluxDB: count, min and max of every registered factor, per MN and hour (the
-        records of an hour: its most frequent factor's count)."""
+        records of an hour: its most frequent factor's count). One statement per aggregate, sent together, so
+        InfluxDB computes them on several cores while the answers are parsed (one statement with all three took
+        twice as long); `fill(none)` leaves out the hours without data (rows of nulls, which added nothing)."""
         extremes, counts = self.tables()
         factors = sorted({p.factor.lower() for ref in registry.devices.values() for p in ref.device.points})
         if not factors:
             return extremes, counts
         fields = f'/(?i)^({"|".join(factors)})-Rtd$/'
-        result = await client.query(
-            f'SELECT count({fields}), min({fields}), max({fields}) FROM "rtd" '
-            f'WHERE time >= {start}s AND time < {end}s GROUP BY time(1h), "mn"', epoch="s")
+        answers = [client.query(f'SELECT {aggregate}({fields}) FROM "rtd" WHERE time >= {start}s AND time < {end}s '
+                                'GROUP BY time(1h), "mn" fill(none)', epoch="s")
+                   for aggregate in ("count", "min", "max")]
+        try:
+            for aggregate, answer in zip(("count", "min", "max"), answers):
+                self.parse(aggregate, await answer, registry, extremes, counts)
+        finally:
+            for answer in answers:
+                answer.addErrback(lambda _: None)  # one failed: the others' outcome is of no interest
+        return extremes, counts
+
+    @staticmethod
+    def parse(aggregate: str, result: dict, registry: Registry, extremes: Hours, counts: Hours) -> None:
+        """Fold one aggregate's answer in; the same MN in another letter case adds to the same keys. Lows are
+        stored with the highest value unknown (-inf) until the `max` answer fills it in."""
         for series in result["results"][0].get("series", []):
             mn = series["tags"]["mn"].upper()
             if mn not in registry.devices:
                 continue
-            columns = [(c.partition("_")[0], c.partition("_")[2][:-len("-Rtd")].lower()) for c in series["columns"]]
-            for row in series["values"]:
-                hour, lows, highs, records = row[0], {}, {}, 0
-                for (kind, factor), value in zip(columns[1:], row[1:]):
+            factors = [c.partition("_")[2][:-len("-Rtd")].lower() for c in series["columns"][1:]]
+            for hour, *values in series["values"]:
+                if aggregate == "count":
+                    records = max((v for v in values if v is not None), default=0)
+                    if records:
+                        counts.put(mn, hour, (records + (counts.get(mn, hour) or (0,))[0],))
+                    continue
+                for factor, value in zip(factors, values):
                     if value is None:
                         continue
-                    if kind == "count":
-                        records = max(records, value)
-                    elif kind == "min":
-                        lows[factor] = value
-                    else:
-                        highs[factor] = value
-                if records:  # the same MN in another letter case adds to it
-                    counts.put(mn, hour, (records + (counts.get(mn, hour) or (0,))[0],))
-                for factor, low in lows.items():
-                    known, high = extremes.get((mn, factor), hour), highs[factor]
-                    extremes.put((mn, factor), hour, (low, high) if known is None else
-                                 (min(low, known[0]), max(high, known[1])))
-        return extremes, counts
+                    key = (mn, factor)
+                    known = extremes.get(key, hour)
+                    if aggregate == "min":
+                        extremes.put(key, hour,
+                                     (value, -math.inf) if known is None else (min(value, known[0]), known[1]))
+                    elif known is not None:
+                        extremes.put(key, hour, (known[0], max(value, known[1])))
 
     def fold(self, readings: Readings, hour: int) -> None:
         """Recompute one complete hour from the readings (minute means of the minutes that received a record)."""

@@ -57,6 +57,8 @@ class Site:
         self.alarmed = alarmed  # (enterprise, subject, rule): series with an open episode or events in the window
         self._running: dict[str, dict[int, bool]] = {}  # facility -> minute -> state, computed once per facility
         self._load: dict[str, dict[int, float]] = {}
+        self._operating: dict[tuple[str, ...], Mapping[int, bool]] = {}
+        self._point_states: dict[tuple[str, str], dict[int, bool]] = {}  # (MN, factor) -> minute -> state
         self._points: dict[tuple[str, tuple[str, ...]], tuple[PointRef, ...]] = {}
 
     @property
@@ -99,6 +101,15 @@ class Site:
         value, on = self.value(ref, minute), self._on(ref)
         return None if value is None or on is None else on(value)
 
+    def point_states(self, ref: PointRef) -> Mapping[int, bool]:
+        """Minute -> `point_running` of a point over the minutes read, where it can tell (computed once)."""
+        key = (ref.device.mn, ref.point.factor)
+        states = self._point_states.get(key)
+        if states is None:
+            on = self._on(ref)
+            states = self._point_states[key] = {} if on is None else {m: on(v) for m, v in self.series(ref).items()}
+        return states
+
     def quiet(self, rule: str, subject: str) -> bool:
         """Nothing stored for this alarm series (no open episode, no event in the window): a condition clear
         throughout would write nothing, so a rule may skip building it."""
@@ -131,11 +142,15 @@ class Site:
         """Minute -> run state of a facility over the minutes read (computed once: every rule asks)."""
         states = self._running.get(facility_id)
         if states is None:
-            states = self._running[facility_id] = {}
-            for ref in self.points(facility_id, *RUN_QUANTITIES):
-                if (on := self._on(ref)) is not None:
+            judged = [(ref, on) for ref in self.points(facility_id, *RUN_QUANTITIES) if (on := self._on(ref))]
+            if len(judged) == 1:  # the common case, without the merge
+                states = {m: on(value) for m, value in self.series(judged[0][0]).items()}
+            else:
+                states = {}
+                for ref, on in judged:
                     for m, value in self.series(ref).items():
                         states[m] = states.get(m, False) or on(value)
+            self._running[facility_id] = states
         return states
 
     def metered(self, facility_id: str) -> bool:
@@ -154,6 +169,25 @@ class Site:
                 known = False
         return on, known
 
+    def operating(self, facility_ids: Sequence[str]) -> Mapping[int, bool]:
+        """Minute -> True when any of the facilities runs, False when every one is known off; minutes where
+        neither holds are missing. `running_of` for every minute at once (rules ask it per minute, per rule)."""
+        key = tuple(facility_ids)
+        operating = self._operating.get(key)
+        if operating is None:
+            if len(key) == 1:
+                operating = self.run_states(key[0])
+            else:
+                operating = {m: bool(on) for m in self.minutes_read for on, known in (self.running_of(key, m),)
+                             if on or known}
+            self._operating[key] = operating
+        return operating
+
+    @property
+    def minutes_read(self) -> range:
+        """Every minute read, the context before the window included."""
+        return range(self.readings.first, self.readings.end, 60)
+
     def load(self, facility_id: str, minute: int) -> float | None:
         """Fan current as a percentage of its normal running current (or of rated), mean over phases."""
         return self.loads(facility_id).get(minute)
@@ -162,10 +196,16 @@ class Site:
         """Minute -> fan load of a facility over the minutes read."""
         loads = self._load.get(facility_id)
         if loads is None:
-            parts: dict[int, list[float]] = {}
-            for ref in self.points(facility_id, "fan_current"):
-                if base := ref.normal or ref.rated:
+            based = [(ref, base) for ref in self.points(facility_id, "fan_current")
+                     if (base := ref.normal or ref.rated)]
+            if len(based) == 1:  # the common case: the mean of one value is that value
+                ref, base = based[0]
+                loads = {m: 100.0 * value / base for m, value in self.series(ref).items()}
+            else:
+                parts: dict[int, list[float]] = {}
+                for ref, base in based:
                     for m, value in self.series(ref).items():
                         parts.setdefault(m, []).append(100.0 * value / base)
-            loads = self._load[facility_id] = {m: sum(p) / len(p) for m, p in parts.items()}
+                loads = {m: sum(p) / len(p) for m, p in parts.items()}
+            self._load[facility_id] = loads
         return loads

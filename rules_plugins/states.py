@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 from array import array
 from collections.abc import Iterable
-from typing import Any
+from itertools import repeat
 
-from ingest_twisted.lineprotocol import point
+from ingest_twisted.lineprotocol import escape_key
 from rules_plugins.site import RUN_QUANTITIES, Site
 
 NO_RUN = -1  # run unknown
@@ -38,22 +38,24 @@ class StateWriter:
             if not site.points(facility.id, *RUN_QUANTITIES):
                 continue
             run_states, loads = site.run_states(facility.id), site.loads(facility.id)
-            runs = array("b", [run_states.get(m, NO_RUN) for m in minutes])
-            rounded = array("d", [NO_LOAD if (x := loads.get(m)) is None else round(x, 1) for m in minutes])
+            runs = array("b", map(run_states.get, minutes, repeat(NO_RUN)))
+            rounded = (array("d", [NO_LOAD if (x := loads.get(m)) is None else round(x, 1) for m in minutes])
+                       if loads else array("d", [NO_LOAD]) * len(minutes))
             key = (site.enterprise.id, facility.id)
             self._pending[key] = (minutes.start, runs, rounded)
             changed = self.changed(key, minutes, runs, rounded)
             if not changed:
                 continue
-            tags = {"ent": site.enterprise.id, "county": site.enterprise.county, "fac": facility.id}
+            prefix = series_key(site.enterprise.county, site.enterprise.id, facility.id)
             for i in changed:
-                fields: dict[str, Any] = {}
-                if runs[i] != NO_RUN:
-                    fields["run"] = runs[i]
-                if not math.isnan(rounded[i]):
-                    fields["load"] = rounded[i]
-                if fields:
-                    lines.append(point("state", tags, fields, minutes[i]))
+                run, load = runs[i], rounded[i]
+                if load - load == 0.0:  # not NaN (unknown)
+                    fields = f"run={run}i,load={load!r}" if run != NO_RUN else f"load={load!r}"
+                elif run != NO_RUN:
+                    fields = f"run={run}i"
+                else:
+                    continue
+                lines.append(f"{prefix} {fields} {minutes[i]}".encode())
         return lines
 
     def changed(self, key: tuple[str, str], minutes: range, runs: array, loads: array) -> Iterable[int]:
@@ -73,6 +75,13 @@ class StateWriter:
     def commit(self) -> None:
         """Remember this evaluation's states (after they were written; facilities no longer seen are dropped)."""
         self._written, self._pending = self._pending, {}
+
+
+def series_key(county: str, enterprise: str, facility: str) -> str:
+    """`state,county=…,ent=…,fac=…` as ingest_twisted.lineprotocol.point writes it (tags sorted, empty ones left
+    out): the lines are formatted here directly, 1.2 million of them on a fresh engine's first evaluation."""
+    tags = ((key, escape_key(value)) for key, value in (("county", county), ("ent", enterprise), ("fac", facility)))
+    return "state" + "".join(f",{key}={value}" for key, value in tags if value)
 
 
 def same(a: float, b: float) -> bool:

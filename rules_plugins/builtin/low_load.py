@@ -27,14 +27,14 @@ class LowLoad:
             served = [p for p in treatment.serves if site.metered(p)]
             if not served or not any(p.normal or p.rated for p in site.points(treatment.id, "fan_current")):
                 continue
+            producing, treating_states = site.operating(served), site.run_states(treatment.id)
+            loads = site.loads(treatment.id)
             verdicts: dict[int, Verdict] = {}
             for minute in site.minutes:
-                on, known = site.running_of(served, minute)
-                treating = site.running(treatment.id, minute)
-                load = site.load(treatment.id, minute)
+                on, treating, load = producing.get(minute), treating_states.get(minute), loads.get(minute)
                 if on and treating and load is not None and load < limit:
                     verdicts[minute] = {"treatment": treatment.name, "load": f"{load:.0f}", "limit": f"{limit:g}"}
-                elif (not on and known) or treating is False or (load is not None and load >= limit):
+                elif on is False or treating is False or (load is not None and load >= limit):
                     verdicts[minute] = False
             yield Condition(treatment.id, verdicts, int(site.thresholds["low_load_minutes"]), TEMPLATE)
 

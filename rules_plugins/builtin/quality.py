@@ -44,8 +44,7 @@ def run_sources(site: Site, facility: Facility) -> tuple[str, ...]:
 
 def operating(site: Site, sources: Sequence[str], minute: int) -> bool | None:
     """Any source runs: True; every source known off: False; else None."""
-    on, known = site.running_of(sources, minute)
-    return True if on else (False if known else None)
+    return site.operating(sources).get(minute)
 
 
 def merge(per_point: Sequence[Mapping[int, Verdict]]) -> Mapping[int, Verdict]:

@@ -26,10 +26,11 @@ class SprayOff:
             pumps = site.points(tower.id, "spray")
             if not pumps or not site.metered(tower.id):
                 continue
+            fans, pump_states = site.run_states(tower.id), [site.point_states(p) for p in pumps]
             verdicts: dict[int, Verdict] = {}
             for minute in site.minutes:
-                fan = site.running(tower.id, minute)
-                pump = [site.point_running(p, minute) for p in pumps]
+                fan = fans.get(minute)
+                pump = [states.get(minute) for states in pump_states]
                 if True in pump or fan is False:
                     verdicts[minute] = False
                 elif fan and False in pump:

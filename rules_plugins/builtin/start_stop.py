@@ -33,14 +33,16 @@ class StartStop:
             served = [p for p in treatment.serves if site.metered(p)]
             if not served or not site.metered(treatment.id) or n < 1:
                 continue
-            verdicts = {m: self.verdict(site, treatment, served, m, n) for m in site.minutes}
+            treating_states, producing = site.run_states(treatment.id), site.operating(served)
+            verdicts = {m: self.verdict(site, treatment, served, treating_states.get(m), producing, m, n)
+                        for m in site.minutes}
             yield Condition(treatment.id, verdicts, 1, TEMPLATE)
 
     @staticmethod
-    def verdict(site: Site, treatment: TreatmentFacility, served: list[str], minute: int, n: int) -> Verdict:
-        treating = site.running(treatment.id, minute)
-        on, known = site.running_of(served, minute)
-        if treating or treating is None or on or not known:
+    def verdict(site: Site, treatment: TreatmentFacility, served: list[str], treating: bool | None,
+                producing: Mapping[int, bool], minute: int, n: int) -> Verdict:
+        """`treating`: the treatment's run state this minute; `producing`: Site.operating of `served`."""
+        if treating or treating is None or producing.get(minute) is not False:
             return False if treating else None
         complete = True
         for when, what, offsets in (("late", LATE, range(1, n + 1)), ("early", EARLY, range(-1, -n - 1, -1))):
@@ -49,12 +51,12 @@ class StartStop:
                 if not site.readings.first <= other < site.readings.end:
                     complete = False
                     continue
-                running, all_known = site.running_of(served, other)
+                running = producing.get(other)
                 if running:
-                    names = "、".join(site.enterprise.facility(p).name for p in running)
+                    names = "、".join(site.enterprise.facility(p).name for p in served if site.running(p, other))
                     values = {"treatment": treatment.name, "production": names, "n": n}
                     return {"what": what.format(**values), "when": when, **values}
-                complete &= all_known
+                complete &= running is False
         return False if complete else None
 
 

@@ -22,14 +22,14 @@ class TreatmentOff:
             served = [p for p in treatment.serves if site.metered(p)]
             if not served or not site.metered(treatment.id):
                 continue
+            producing, treating_states = site.operating(served), site.run_states(treatment.id)
             verdicts: dict[int, Verdict] = {}
             for minute in site.minutes:
-                on, known = site.running_of(served, minute)
-                treating = site.running(treatment.id, minute)
+                on, treating = producing.get(minute), treating_states.get(minute)
                 if on and treating is False:
-                    names = "、".join(site.enterprise.facility(p).name for p in on)
+                    names = "、".join(site.enterprise.facility(p).name for p in served if site.running(p, minute))
                     verdicts[minute] = {"production": names, "treatment": treatment.name}
-                elif treating or (not on and known):
+                elif treating or on is False:
                     verdicts[minute] = False
             yield Condition(treatment.id, verdicts, int(site.thresholds["treatment_off_minutes"]), TEMPLATE)
 
