@@ -19,6 +19,38 @@ from ingest_twisted.lineprotocol import point
 from ingest_twisted.points import Conversion
 
 
+class AckLatency:
+    """Seconds from a TCP read to the write of its 9014s (the spool's fsync wait included), per reporting interval.
+
+    One sample per read, weighted by the acknowledgements it carried; the server's own share of the latency a
+    device sees (network and the device's stack come on top)."""
+
+    def __init__(self) -> None:
+        self._samples: list[tuple[float, int]] = []
+
+    def record(self, seconds: float, acks: int) -> None:
+        self._samples.append((seconds, acks))
+
+    def percentiles_ms(self) -> dict[str, float]:
+        """``ack_latency_p50_ms``, ``ack_latency_p99_ms``, ``ack_latency_max_ms`` of the interval (none if empty)."""
+        if not self._samples:
+            return {}
+        ordered = sorted(self._samples)
+        total = sum(n for _, n in ordered)
+        found: dict[str, float] = {}
+        seen = 0
+        for seconds, n in ordered:
+            seen += n
+            for name, share in (("ack_latency_p50_ms", 0.5), ("ack_latency_p99_ms", 0.99)):
+                if name not in found and seen >= share * total:
+                    found[name] = round(seconds * 1000, 3)
+        found["ack_latency_max_ms"] = round(ordered[-1][0] * 1000, 3)
+        return found
+
+    def reset(self) -> None:
+        self._samples = []
+
+
 @dataclass
 class IngestStats:
     """Counters since start (monotonic); gauges are set as they change."""
@@ -37,6 +69,7 @@ class IngestStats:
     split_complete: int = 0
     by_cn: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
+    ack_latency: AckLatency = field(default_factory=AckLatency)
 
     def count_cn(self, cn: str) -> None:
         self.by_cn[cn] += 1
@@ -62,6 +95,7 @@ class IngestStats:
         values["errors"] = sum(self.errors.values())
         values.update({f"cn_{cn}": n for cn, n in self.by_cn.items() if cn.isdigit()})
         values.update({f"error_{kind}": n for kind, n in self.errors.items()})
+        values.update(self.ack_latency.percentiles_ms())
         return values
 
 
@@ -100,3 +134,4 @@ class MetricsReporter:
 
     def report(self) -> None:
         self._submit([point("gkjk_ingest", self._tags, self.snapshot(), time.time_ns())])
+        self._stats.ack_latency.reset()  # latency percentiles are per interval, the counters since start

@@ -90,6 +90,7 @@ class DataLoggerProtocol(HJ212Receiver, TimeoutMixin):
         self._auth_failures = 0
         # Uploads of the read being handled, submitted together at its end.
         self._read_uploads: list[Packet] = []
+        self._read_at = 0.0  # time.monotonic() of the read being handled
         self._read_lines: list[bytes] = []
 
     # -- connection life -------------------------------------------------
@@ -113,6 +114,7 @@ class DataLoggerProtocol(HJ212Receiver, TimeoutMixin):
     def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()
         self.factory.stats.bytes_in += len(data)
+        self._read_at = time.monotonic()
         try:
             super().dataReceived(data)
         finally:
@@ -257,9 +259,10 @@ class DataLoggerProtocol(HJ212Receiver, TimeoutMixin):
             self.factory.stats.count_error("internal")
             self.log.failure("{peer}: error while submitting {n} uploads", peer=self.peer, n=len(packets))
             return
-        durable.addCallbacks(self._stored, self._not_stored, callbackArgs=(packets,), errbackArgs=(packets,))
+        durable.addCallbacks(self._stored, self._not_stored, callbackArgs=(packets, self._read_at),
+                             errbackArgs=(packets,))
 
-    def _stored(self, _: object, packets: list[Packet]) -> None:
+    def _stored(self, _: object, packets: list[Packet], read_at: float) -> None:
         self._settle(len(packets))
         stats = self.factory.stats
         stats.stored += len(packets)
@@ -268,6 +271,7 @@ class DataLoggerProtocol(HJ212Receiver, TimeoutMixin):
             if acks:
                 self.transport.write(b"".join(acks))
                 stats.acks_out += len(acks)
+                stats.ack_latency.record(time.monotonic() - read_at, len(acks))
 
     def _not_stored(self, failure: Failure, packets: list[Packet]) -> None:
         """The spool refused the records (disk full, I/O error): no ack, so the devices keep them and resend."""

@@ -15,6 +15,7 @@ import pytest
 from ingest_twisted.hj212 import sm4
 from ingest_twisted.hj212.frame import encode_frame
 from ingest_twisted.hj212.packet import build_segment
+from ingest_twisted.metrics import AckLatency
 from gkjk_process import COATING_MN, COATING_PW, FOUNDRY_MN, TEST_REGISTRY, Logger, ServerProcess
 
 
@@ -159,6 +160,22 @@ def test_sessions_and_self_metrics_are_written(server, influx, db):
     assert events[0]["ent"] == "91320682MA1WX0001W"
     metrics = wait_rows(influx, db, "SELECT last(frames_in), last(stored) FROM gkjk_ingest", timeout=10)
     assert metrics and metrics[0]["last"] >= 1
+    # The interval that acknowledged the upload reports its ack latency (read -> 9014 written, fsync included).
+    [latency] = wait_rows(influx, db, 'SELECT max("ack_latency_p99_ms") AS p99, max("ack_latency_max_ms") AS top '
+                                      "FROM gkjk_ingest", timeout=10)
+    assert 0 < latency["p99"] <= latency["top"] < 5000
+
+
+def test_ack_latency_percentiles_weigh_each_read_by_its_acks():
+    latency = AckLatency()
+    assert latency.percentiles_ms() == {}  # an interval without acks reports nothing
+    latency.record(0.010, 98)  # one read of 98 uploads acknowledged after 10 ms
+    latency.record(0.500, 1)
+    latency.record(0.900, 1)
+    assert latency.percentiles_ms() == {"ack_latency_p50_ms": 10.0, "ack_latency_p99_ms": 500.0,
+                                        "ack_latency_max_ms": 900.0}
+    latency.reset()
+    assert latency.percentiles_ms() == {}
 
 
 def test_missing_minute_records_are_requested_from_the_device(tmp_path, influx_db):
