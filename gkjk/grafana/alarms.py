@@ -9,7 +9,7 @@ from grafana_foundation_sdk.models import dashboard as model
 
 from gkjk.grafana.common import (
     ALL_VALUE, COUNTY, DATASOURCE_REF, ENT, county_variable, enterprise_link, enterprise_names, enterprise_variable,
-    place, render,
+    new_dashboard, place, render,
 )
 from gkjk.grafana.influxql import InfluxQL, open_alarms
 from gkjk.registry import Registry
@@ -66,8 +66,8 @@ def build(registry: Registry) -> dict[str, Any]:
         table.Panel().title("近期告警事件").description("所选时间范围内的告警开启与恢复事件，最新在前")
         .with_target(InfluxQL(RECENT, result_format="table"))
         .override_by_name("Time", [model.DynamicConfigValue(id_val="displayName", value="时间")]), names)
-    dashboard = (db.Dashboard("告警列表").uid(UID).tags(["gkjk"]).time("now-7d", "now").refresh("1m")
-                 .timezone("browser").with_variable(county_variable()).with_variable(enterprise_variable(multi=True))
+    dashboard = (new_dashboard("告警列表", UID, since="now-7d")
+                 .with_variable(county_variable()).with_variable(enterprise_variable(multi=True))
                  .with_variable(rule)
                  .with_panel(place(open_table, 0, 0, 24, 10))
                  .with_panel(place(recent, 0, 10, 24, 14)))

@@ -51,6 +51,11 @@ def enterprise_link() -> list[model.DynamicConfigValue]:
     return [model.DynamicConfigValue(id_val="links", value=[{"title": "企业详情", "url": url}])]
 
 
+def new_dashboard(title: str, uid: str, since: str = "now-24h", refresh: str = "1m") -> db.Dashboard:
+    """What every gkjk dashboard shares: the tag, a time range up to now, auto-refresh, the browser's time zone."""
+    return db.Dashboard(title).uid(uid).tags(["gkjk"]).time(since, "now").refresh(refresh).timezone("browser")
+
+
 def place(panel: Any, x: int, y: int, w: int, h: int) -> Any:
     """Fixed grid position: the SDK's automatic flow would move panels whenever one is added or removed."""
     return panel.grid_pos(model.GridPos(x=x, y=y, w=w, h=h))

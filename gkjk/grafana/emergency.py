@@ -13,7 +13,7 @@ from grafana_foundation_sdk.builders import dashboard as db, stat, statetimeline
 from grafana_foundation_sdk.models import common as common_model, dashboard as model
 
 from gkjk.grafana.common import (
-    COUNTY, ENT, county_variable, enterprise_link, enterprise_names, enterprise_variable, place, render,
+    COUNTY, ENT, county_variable, enterprise_link, enterprise_names, enterprise_variable, new_dashboard, place, render,
 )
 from gkjk.grafana.influxql import InfluxQL, open_alarms
 from gkjk.registry import Registry
@@ -100,8 +100,8 @@ def build(registry: Registry) -> dict[str, Any]:
         .override_by_name("Time", [_title("时间")])
         .override_by_name("state", [_title("状态"), _map(STATE), COLORED])
         .override_by_name("message", [_title("告警内容")]), names)
-    dashboard = (db.Dashboard("应急管控").uid(UID).tags(["gkjk"]).time("now-24h", "now").refresh("1m")
-                 .timezone("browser").with_variable(county_variable()).with_variable(enterprise_variable(multi=True))
+    dashboard = (new_dashboard("应急管控", UID)
+                 .with_variable(county_variable()).with_variable(enterprise_variable(multi=True))
                  .with_panel(place(periods, 0, 0, 16, 7))
                  .with_panel(place(line_count, 16, 0, 4, 7))
                  .with_panel(place(open_count, 20, 0, 4, 7))

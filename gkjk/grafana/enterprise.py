@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from grafana_foundation_sdk.builders import common, dashboard as db, statetimeline, timeseries
+from grafana_foundation_sdk.builders import common, statetimeline, timeseries
 from grafana_foundation_sdk.models import common as common_model, dashboard as model
 
-from gkjk.grafana.common import ENT, ENTERPRISE_UID, county_variable, enterprise_variable, place, render
+from gkjk.grafana.common import (
+    ENT, ENTERPRISE_UID, county_variable, enterprise_variable, new_dashboard, place, render,
+)
 from gkjk.grafana.influxql import DATASOURCE, InfluxQL, Selection, field_regex, selection
 from gkjk.registry import Registry
 
@@ -69,8 +71,7 @@ def build(registry: Registry) -> dict[str, Any]:
         half.append(_readings("燃烧温度", temperatures, "celsius"))
     if (ph := selection(registry, "ph")).codes:
         half.append(_readings("pH", ph, "none").min(0).max(14))
-    dashboard = (db.Dashboard("企业详情").uid(ENTERPRISE_UID).tags(["gkjk"]).time("now-24h", "now")
-                 .refresh("1m").timezone("browser")
+    dashboard = (new_dashboard("企业详情", ENTERPRISE_UID)
                  .with_variable(county_variable()).with_variable(enterprise_variable(multi=False)))
     y = 0
     for panel in full:

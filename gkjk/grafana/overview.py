@@ -8,7 +8,9 @@ from typing import Any
 from grafana_foundation_sdk.builders import barchart, common, dashboard as db, geomap, stat, table
 from grafana_foundation_sdk.models import common as common_model, dashboard as model, geomap as geomap_model
 
-from gkjk.grafana.common import COUNTY, county_variable, enterprise_link, enterprise_names, place, render
+from gkjk.grafana.common import (
+    COUNTY, county_variable, enterprise_link, enterprise_names, new_dashboard, place, render,
+)
 from gkjk.grafana.influxql import InfluxQL, open_alarms
 from gkjk.registry import Registry
 
@@ -75,8 +77,7 @@ def build(registry: Registry) -> dict[str, Any]:
                       _markers("告警企业", "B", "red", {"field": "告警数", "min": 8, "max": 24})])
              .tooltip(geomap.TooltipOptions().mode(geomap_model.TooltipMode.DETAILS))
              .mappings(names))
-    dashboard = (db.Dashboard("监管总览").uid(UID).tags(["gkjk"]).time("now-24h", "now").refresh("1m")
-                 .timezone("browser").with_variable(county_variable())
+    dashboard = (new_dashboard("监管总览", UID).with_variable(county_variable())
                  .with_panel(place(online, 0, 0, 6, 8))
                  .with_panel(place(open_count, 6, 0, 6, 8))
                  .with_panel(place(by_county, 12, 0, 12, 8))

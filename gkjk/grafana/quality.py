@@ -10,7 +10,7 @@ from grafana_foundation_sdk.builders import barchart, common, dashboard as db, s
 from grafana_foundation_sdk.models import dashboard as model
 
 from gkjk.grafana.common import (
-    COUNTY, ENT, county_variable, enterprise_link, enterprise_names, enterprise_variable, place, render,
+    COUNTY, ENT, county_variable, enterprise_link, enterprise_names, enterprise_variable, new_dashboard, place, render,
 )
 from gkjk.grafana.influxql import InfluxQL
 from gkjk.registry import Registry
@@ -165,8 +165,7 @@ def build(registry: Registry) -> dict[str, Any]:
               (silent_table, 0, 24, 12, 8), (ingest, 12, 24, 12, 8)]
     if (rates := device_rates(registry)) is not None:
         panels += _rate_panels(rates, names)
-    dashboard = (db.Dashboard("数据质量").uid(UID).tags(["gkjk"]).time("now-24h", "now").refresh("5m")
-                 .timezone("browser").with_variable(county_variable()).with_variable(enterprise_variable(multi=True)))
+    dashboard = new_dashboard("数据质量", UID, refresh="5m").with_variable(county_variable()).with_variable(enterprise_variable(multi=True))
     for panel, x, y, w, h in sorted(panels, key=lambda placed: (placed[2], placed[1])):
         dashboard.with_panel(place(panel, x, y, w, h))
     return render(dashboard)
