@@ -7,6 +7,7 @@ pytest import here, only sockets, subprocesses and the codec.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -98,6 +99,31 @@ def start_gkjk(command: str, config: Path, log: Path) -> subprocess.Popen:
             [sys.executable, "-m", "gkjk.cli", command, "--config", str(config)],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT, env=env,
         )
+
+
+def play_simulator(server: ServerProcess, registry: Path, start: datetime, end: datetime, speed: float,
+                   log_path: Path, *options: str) -> str:
+    """Run `gkjk simulate` against the server from `start` until its status lines report `end` (simulated local
+    time), then stop it; returns its log. Fails if it never gets there."""
+    command = [sys.executable, "-m", "gkjk.cli", "simulate", "--config", str(server.config), "--registry",
+               str(registry), "--port", str(server.port), "--speed", str(speed),
+               "--start", start.strftime("%Y-%m-%dT%H:%M"), "--status-every", "0.5", *options]
+    with open(log_path, "w") as log_file:  # a file, not a pipe: a full pipe would stall the fleet
+        simulate = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=log_file, text=True)
+    try:
+        last = None
+        deadline = time.monotonic() + (end - start).total_seconds() / speed + 30
+        for line in simulate.stdout:
+            if match := re.match(r"simulated (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", line):
+                last = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S")
+            if last is not None and last >= end or time.monotonic() > deadline:
+                break
+    finally:
+        simulate.send_signal(signal.SIGINT)
+        simulate.communicate(timeout=30)
+    log = log_path.read_text()
+    assert last is not None and last >= end, f"the simulator did not reach {end}:\n{log[-3000:]}"
+    return log
 
 
 def toml_value(value) -> str:

@@ -6,9 +6,6 @@ nothing else (no data-quality alarm on the healthy values)."""
 from __future__ import annotations
 
 import re
-import signal
-import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +16,7 @@ import pytest_twisted
 
 from gkjk.config import RulesConfig
 from gkjk.registry import load_registry
-from gkjk_process import ROOT, ServerProcess
+from gkjk_process import ServerProcess, play_simulator
 from ingest_twisted.influx import InfluxClient
 from rules_plugins.engine import Engine
 from rules_plugins.plugins import Plugins
@@ -70,11 +67,6 @@ def on_the_day(clock: str) -> int:
     return epoch(datetime.fromisoformat(f"{DAY_START:%Y-%m-%d} {clock}"))
 
 
-def simulated(line: str) -> datetime | None:
-    match = re.match(r"simulated (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", line)
-    return datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S") if match else None
-
-
 @pytest.fixture
 def demo_day(tmp_path, influx_db) -> dict:
     """Play the day through `gkjk serve`; returns what was played."""
@@ -84,27 +76,9 @@ def demo_day(tmp_path, influx_db) -> dict:
     began = time.monotonic()
     with ServerProcess(tmp_path / "serve", influx.url, database, registry=REGISTRY_PATH,
                        spool={"flush_interval": 0.05}) as server:
-        command = [sys.executable, "-m", "gkjk.cli", "simulate", "--config", str(server.config), "--registry",
-                   str(REGISTRY_PATH), "--port", str(server.port), "--speed", str(SPEED), "--seed", "7",
-                   "--start", DAY_START.strftime("%Y-%m-%dT%H:%M"), "--limit", str(len(devices) - 1),
-                   "--status-every", "0.5"]
-        for fault in FAULTS:
-            command += ["--fault", fault]
-        log_path = tmp_path / "simulate.log"
-        with open(log_path, "w") as log_file:  # a file, not a pipe: a full pipe would stall the fleet
-            simulate = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=log_file, text=True)
-        try:
-            last = None
-            deadline = time.monotonic() + (DAY_END - DAY_START).total_seconds() / SPEED + 30
-            for line in simulate.stdout:
-                last = simulated(line) or last
-                if last is not None and last >= DAY_END or time.monotonic() > deadline:
-                    break
-        finally:
-            simulate.send_signal(signal.SIGINT)
-            simulate.communicate(timeout=30)
-        log = log_path.read_text()
-        assert last is not None and last >= DAY_END, f"the simulator did not reach {DAY_END}:\n{log[-3000:]}"
+        faults = [option for fault in FAULTS for option in ("--fault", fault)]
+        log = play_simulator(server, REGISTRY_PATH, DAY_START, DAY_END, SPEED, tmp_path / "simulate.log",
+                             "--seed", "7", "--limit", str(len(devices) - 1), *faults)
         time.sleep(1.5)  # let the server flush what it acknowledged last
     played = re.findall(r"MN (\w+) \(.*?\) plays fault (\w+)", log)
     return {"played": sorted(played), "seconds": time.monotonic() - began}

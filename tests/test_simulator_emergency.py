@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from dataclasses import fields
 from datetime import datetime
@@ -21,7 +18,7 @@ import pytest_twisted
 
 from gkjk.config import RulesConfig
 from gkjk.registry import load_registry
-from gkjk_process import ROOT, ServerProcess
+from gkjk_process import ServerProcess, play_simulator
 from ingest_twisted.influx import InfluxClient
 from ingest_twisted.simulator import Faults, Fleet
 from rules_plugins.engine import Engine
@@ -45,11 +42,6 @@ def epoch(local: datetime) -> int:
     return int(local.replace(tzinfo=ZONE).timestamp())
 
 
-def simulated(line: str) -> datetime | None:
-    match = re.match(r"simulated (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", line)
-    return datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S") if match else None
-
-
 def stored(influx, database: str, query: str) -> list[dict]:
     result = influx.query(query, db=database, epoch="s")["results"][0]
     return [dict(zip(s["columns"], v)) | s.get("tags", {}) for s in result.get("series", []) for v in s["values"]]
@@ -62,25 +54,8 @@ def alert_morning(tmp_path, influx_db) -> str:
     influx, database = influx_db
     with ServerProcess(tmp_path / "serve", influx.url, database, registry=REGISTRY_PATH,
                        spool={"flush_interval": 0.05}, rules={"emergency_path": str(EMERGENCY_PATH)}) as server:
-        command = [sys.executable, "-m", "gkjk.cli", "simulate", "--config", str(server.config), "--registry",
-                   str(REGISTRY_PATH), "--port", str(server.port), "--speed", str(SPEED), "--seed", "3",
-                   "--start", PLAY_START.strftime("%Y-%m-%dT%H:%M"), "--status-every", "0.5",
-                   "--fault", f"{MN_IGNORES}=emergency_ignored"]
-        log_path = tmp_path / "simulate.log"
-        with open(log_path, "w") as log_file:  # a file, not a pipe: a full pipe would stall the fleet
-            simulate = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=log_file, text=True)
-        try:
-            last = None
-            deadline = time.monotonic() + (PLAY_END - PLAY_START).total_seconds() / SPEED + 30
-            for line in simulate.stdout:
-                last = simulated(line) or last
-                if last is not None and last >= PLAY_END or time.monotonic() > deadline:
-                    break
-        finally:
-            simulate.send_signal(signal.SIGINT)
-            simulate.communicate(timeout=30)
-        log = log_path.read_text()
-        assert last is not None and last >= PLAY_END, f"the simulator did not reach {PLAY_END}:\n{log[-3000:]}"
+        log = play_simulator(server, REGISTRY_PATH, PLAY_START, PLAY_END, SPEED, tmp_path / "simulate.log",
+                             "--seed", "3", "--fault", f"{MN_IGNORES}=emergency_ignored")
         time.sleep(1.5)  # let the server flush what it acknowledged last
     return log
 
