@@ -23,6 +23,7 @@ from twisted.logger import Logger
 
 from gkjk.config import Config, IngestConfig
 from gkjk.registry import DeviceRef, RegistryError, RegistryHolder
+from ingest_twisted import heap
 from ingest_twisted.backfill import Backfill
 from ingest_twisted.hj212.packet import Packet
 from ingest_twisted.hj212.reassembly import Reassembler
@@ -256,6 +257,7 @@ class Worker:
         except RegistryError as error:
             log.error("registry reload refused, keeping the old one: {error}", error=str(error))
             return
+        heap.freeze_new()
         log.info("registry reloaded: {changes}", changes="; ".join(changes) or "no changes")
 
     def write_status(self) -> None:

@@ -88,6 +88,7 @@ def run_worker(config: Config, index: int, reuse_port: bool, status: bool = Fals
     """Serve until SIGTERM/SIGINT; SIGHUP reloads the site registry."""
     from twisted.internet import reactor
 
+    from ingest_twisted import heap
     from ingest_twisted.server import Worker
 
     _start_logging()
@@ -98,6 +99,7 @@ def run_worker(config: Config, index: int, reuse_port: bool, status: bool = Fals
     signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(worker.reload_registry))
     if status:
         _status_loop(config, reactor)
+    heap.settle()
     reactor.run()
 
 

@@ -1,0 +1,31 @@
+"""heap.settle(): the set-up process is frozen out of garbage collection, and a replaced registry is still freed."""
+
+from __future__ import annotations
+
+import gc
+
+from gkjk.registry import RegistryHolder
+from gkjk_process import TEST_REGISTRY
+from ingest_twisted import heap
+
+
+def test_settle_freezes_what_exists_and_a_frozen_registry_is_freed_once_replaced():
+    saved = gc.get_threshold()
+    try:
+        RegistryHolder(TEST_REGISTRY)  # first load: fills the loader's lasting caches
+        gc.collect()
+        before = len(gc.get_objects())
+        holder = RegistryHolder(TEST_REGISTRY)
+        registry_objects = len(gc.get_objects()) - before
+        heap.settle()
+        frozen = gc.get_freeze_count()
+        assert frozen >= before + registry_objects - 100  # (settle's collect frees a few)
+        assert not any(obj is holder.current for obj in gc.get_objects())  # no collection walks it any more
+        assert gc.get_threshold() == (heap.YOUNG_THRESHOLD, saved[1], saved[2])
+
+        del holder  # what a reload does to the old registry: drop the last reference
+        # Reference counting frees it although it is frozen (it holds no reference cycles).
+        assert frozen - gc.get_freeze_count() >= registry_objects * 0.9
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*saved)
