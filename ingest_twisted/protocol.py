@@ -71,7 +71,27 @@ class HJ212Receiver(Protocol):
         """Bytes that are no frame; the decoder has already skipped them."""
 
     def sendPacket(self, packet: Packet) -> None:
-        self.transport.write(encode_frame(build_segment(packet)))
+        self.send(encode_frame(build_segment(packet)))
+
+    def send(self, data: bytes) -> None:
+        """Write now when nothing is queued before ``data``; otherwise (or for what the socket did not take) queue.
+
+        Twisted's ``transport.write`` always queues and waits for the reactor to
+        report the socket writable, which costs each answer a second reactor
+        event and two epoll_ctl calls. Devices send about one upload per TCP
+        read, so that was about a tenth of a worker's CPU (docs/benchmarks.md).
+        Transports without a plain socket (TLS, test transports) just queue.
+        """
+        transport = self.transport
+        sock = getattr(transport, "socket", None)
+        if sock is not None and not transport.dataBuffer and not transport._tempDataBuffer:
+            try:
+                sent = sock.send(data)
+            except OSError:  # full (EAGAIN) or broken: the queued write retries or reports it
+                sent = 0
+            data = data[sent:]
+        if data:
+            transport.write(data)
 
 
 class DataLoggerProtocol(HJ212Receiver, TimeoutMixin):
@@ -269,7 +289,7 @@ class DataLoggerProtocol(HJ212Receiver, TimeoutMixin):
         if self.connected:
             acks = [replies.data_ack_frame(packet) for packet in packets if packet.ack_required]
             if acks:
-                self.transport.write(b"".join(acks))
+                self.send(b"".join(acks))
                 stats.acks_out += len(acks)
                 stats.ack_latency.record(time.monotonic() - read_at, len(acks))
 
