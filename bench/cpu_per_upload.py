@@ -36,19 +36,11 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 from gkjk.influxd import InfluxServer, free_port  # noqa: E402
 from gkjk_process import write_config  # noqa: E402
+from procstat import cpu_seconds  # noqa: E402
 from report import write_section  # noqa: E402
 from throughput import write_registry  # noqa: E402
 
 DATABASE = "bench"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), from /proc/<pid>/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
 def export_tree(revision: str, directory: Path) -> str:
     """The files of `revision` under `directory` (git archive: no git state changes); returns the commit id."""
     commit = subprocess.run(["git", "rev-parse", "--short", revision], cwd=ROOT, check=True,

@@ -16,6 +16,7 @@ import argparse
 import json
 import selectors
 import socket
+import struct
 import sys
 import time
 from datetime import datetime, timedelta
@@ -25,6 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ingest_twisted.hj212.frame import encode_frame  # noqa: E402
 from ingest_twisted.hj212.packet import CP, Packet, build_segment  # noqa: E402
+
+#: Linux SO_TIMESTAMPNS (asm-generic value; Python's socket module does not name it).
+SO_TIMESTAMPNS = 35
+_TIMESPEC = struct.Struct("@qq")
 
 FACTORS = ("i33200", "i33201", "i33202", "i33203", "i33210", "i33211", "i33212", "i33220", "i33230", "i33240")
 
@@ -46,6 +51,7 @@ def build_frames(mn: str, pw: str, count: int, start: datetime, qn_base: datetim
 class Connection:
     def __init__(self, host: str, port: int, frames: list[tuple[bytes, bytes]], window: int) -> None:
         self.sock = socket.create_connection((host, port))
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.sock.setblocking(False)
         self.frames = frames
         self.window = window
@@ -59,6 +65,7 @@ class Connection:
         return self.next < len(self.frames) and len(self.in_flight) < self.window
 
     def queue_one(self, now: float) -> None:
+        """Queue the next frame; ``now`` is wall-clock time (time.time()), as kernel timestamps are."""
         qn, frame = self.frames[self.next]
         self.next += 1
         self.in_flight[qn] = now
@@ -74,11 +81,16 @@ class Connection:
             del self.out[:sent]
         return bool(self.out)
 
-    def read(self, now: float, latencies: list[float]) -> None:
+    def read(self, latencies: list[float]) -> None:
         try:
-            data = self.sock.recv(262144)
+            data, ancillary, _, _ = self.sock.recvmsg(262144, socket.CMSG_SPACE(_TIMESPEC.size))
         except BlockingIOError:
             return
+        now = time.time()
+        for level, kind, value in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
+                seconds, nanoseconds = _TIMESPEC.unpack_from(value)
+                now = seconds + nanoseconds / 1e9
         if not data:
             raise ConnectionError("server closed the connection")
         buf = self.inbuf + data
@@ -111,12 +123,14 @@ def run(args: argparse.Namespace) -> dict:
     dirty: set[Connection] = set()
     sent = 0
     began = time.monotonic()
+    cpu_began = time.process_time()
     deadline = began + args.seconds
     turn = 0
     while True:
         now = time.monotonic()
         if now >= deadline:
             break
+        stamp = time.time()
         allowed = int((now - began) * args.rate) - sent if args.rate else 1 << 30
         while allowed > 0:
             progressed = False
@@ -124,7 +138,7 @@ def run(args: argparse.Namespace) -> dict:
                 connection = connections[turn % len(connections)]
                 turn += 1
                 if connection.can_send():
-                    connection.queue_one(now)
+                    connection.queue_one(stamp)
                     dirty.add(connection)
                     sent += 1
                     allowed -= 1
@@ -135,8 +149,9 @@ def run(args: argparse.Namespace) -> dict:
                 break
         dirty = {connection for connection in dirty if connection.flush()}
         for key, _ in selector.select(timeout=0.002):
-            key.data.read(time.monotonic(), latencies)
+            key.data.read(latencies)
     elapsed = time.monotonic() - began
+    cpu_cores = (time.process_time() - cpu_began) / elapsed
     # Collect the acknowledgements still in flight (they count for latency, not for the rate).
     acked_in_time = sum(c.acked for c in connections)
     settle = time.monotonic() + 10
@@ -144,7 +159,7 @@ def run(args: argparse.Namespace) -> dict:
         for connection in connections:
             connection.flush()
         for key, _ in selector.select(timeout=0.05):
-            key.data.read(time.monotonic(), latencies)
+            key.data.read(latencies)
     latencies.sort()
 
     def percentile(p: float) -> float:
@@ -159,6 +174,7 @@ def run(args: argparse.Namespace) -> dict:
         "ack_p50_ms": percentile(0.50),
         "ack_p99_ms": percentile(0.99),
         "ack_max_ms": latencies[-1] * 1000 if latencies else float("nan"),
+        "cpu_cores": cpu_cores,
     }
 
 

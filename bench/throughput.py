@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +35,7 @@ from gkjk import uscc  # noqa: E402
 from gkjk_process import ServerProcess  # noqa: E402
 from gkjk.influxd import InfluxServer  # noqa: E402
 from loadgen import FACTORS  # noqa: E402
+from procstat import cpu_seconds, process_tree  # noqa: E402
 from report import write_section  # noqa: E402
 
 DATABASE = "bench"
@@ -128,19 +130,42 @@ def server_p99(influx: InfluxServer, since_ns: int) -> float:
     return series[0]["values"][0][1] if series else float("nan")
 
 
-def paced(influx: InfluxServer, port: int, devices_file: Path, processes: int, connections: int, seconds: float,
-          rate: float, start_day: int) -> tuple[float, float, float, float]:
-    """Acknowledged rate, ack latency p50 and p99 seen by the load generators, and the servers' own p99 (ms), of a
-    paced run on new records."""
+@dataclass
+class Paced:
+    """A paced run: acknowledged rate, ack latency p50/p99 seen by the load generators and the servers' own p99
+    (ms), and the CPU (cores) the server, InfluxDB and the load generators used meanwhile."""
+
+    acked: float
+    p50: float
+    p99: float
+    server_p99: float
+    server_cores: float
+    influx_cores: float
+    loadgen_cores: float
+
+
+def paced(influx: InfluxServer, server: ServerProcess, devices_file: Path, processes: int, connections: int,
+          seconds: float, rate: float, start_day: int) -> Paced:
+    """Play new records at `rate` and measure them."""
     time.sleep(SETTLE_SECONDS)  # let InfluxDB finish the previous burst before timing latency
     began = time.time_ns()
-    results = run_load(port, devices_file, processes, connections, seconds, rate=rate, start_day=start_day)
-    acked = sum(r["acked_in_time"] for r in results) / max(r["seconds"] for r in results)
-    p50, p99 = max(r["ack_p50_ms"] for r in results), max(r["ack_p99_ms"] for r in results)
-    server = server_p99(influx, began)
-    print(f"paced: offered {rate:,.0f}/s, acked {acked:,.0f}/s, ack p50 {p50:.1f} ms, p99 {p99:.1f} ms;"
-          f" server p99 {server:.1f} ms", flush=True)
-    return acked, p50, p99, server
+    serving = process_tree(server.process.pid)
+    server_cpu, influx_cpu = sum(map(cpu_seconds, serving)), cpu_seconds(influx.pid)
+    results = run_load(server.port, devices_file, processes, connections, seconds, rate=rate, start_day=start_day)
+    elapsed = max(r["seconds"] for r in results)
+    run = Paced(
+        acked=sum(r["acked_in_time"] for r in results) / elapsed,
+        p50=max(r["ack_p50_ms"] for r in results),
+        p99=max(r["ack_p99_ms"] for r in results),
+        server_p99=server_p99(influx, began),
+        server_cores=(sum(map(cpu_seconds, serving)) - server_cpu) / elapsed,
+        influx_cores=(cpu_seconds(influx.pid) - influx_cpu) / elapsed,
+        loadgen_cores=sum(r["cpu_cores"] for r in results),
+    )
+    print(f"paced: offered {rate:,.0f}/s, acked {run.acked:,.0f}/s, ack p50 {run.p50:.1f} ms, p99 {run.p99:.1f} ms;"
+          f" server p99 {run.server_p99:.1f} ms; CPU cores: server {run.server_cores:.2f}, InfluxDB"
+          f" {run.influx_cores:.2f}, load generators {run.loadgen_cores:.2f}", flush=True)
+    return run
 
 
 def main() -> None:
@@ -177,11 +202,10 @@ def main() -> None:
             print(f"full load: acked {acked_rate:,.0f}/s; all {acked:,} in InfluxDB after a further {drain:.1f} s:"
                   f" sustained {sustained:,.0f} packets/s", flush=True)
             half_rate, target_half = sustained / 2, args.target / 2
-            half_acked, p50, p99, server_half = paced(influx, server.port, devices_file, args.loadgens, per_process,
-                                                      args.seconds, half_rate, start_day=1000)
-            target_acked, target_p50, target_p99, server_target = paced(
-                influx, server.port, devices_file, args.loadgens, per_process, args.seconds, target_half,
-                start_day=2000)
+            half = paced(influx, server, devices_file, args.loadgens, per_process, args.seconds, half_rate,
+                         start_day=1000)
+            target = paced(influx, server, devices_file, args.loadgens, per_process, args.seconds, target_half,
+                           start_day=2000)
         finally:
             server.stop()
 
@@ -199,12 +223,18 @@ def main() -> None:
 | full load: acknowledged while sending | {acked_rate:,.0f} packets/s |
 | full load: sustained until every acknowledged record was in InfluxDB | {sustained:,.0f} packets/s |
 | ratio sustained / ceiling | {ratio:.0%} |
-| half load ({half_rate:,.0f}/s offered, new records, {SETTLE_SECONDS} s after the full-load run): acknowledged | {half_acked:,.0f} packets/s |
-| half load: ack latency p50 / p99 seen by the load generators | {p50:.1f} ms / {p99:.1f} ms |
-| half load: ack latency p99 inside the server (read -> 9014 written, worst 5 s interval) | {server_half:.1f} ms |
-| half the target ({target_half:,.0f}/s offered, new records): acknowledged | {target_acked:,.0f} packets/s |
-| half the target: ack latency p50 / p99 seen by the load generators | {target_p50:.1f} ms / {target_p99:.1f} ms |
-| half the target: ack latency p99 inside the server | {server_target:.1f} ms |
+| half load ({half_rate:,.0f}/s offered, new records, {SETTLE_SECONDS} s after the full-load run): acknowledged | {half.acked:,.0f} packets/s |
+| half load: ack latency p50 / p99 seen by the load generators | {half.p50:.1f} ms / {half.p99:.1f} ms |
+| half load: ack latency p99 inside the server (read -> 9014 written, worst 5 s interval) | {half.server_p99:.1f} ms |
+| half load: CPU cores used by server / InfluxDB / load generators (of 2) | {half.server_cores:.2f} / {half.influx_cores:.2f} / {half.loadgen_cores:.2f} |
+| half the target ({target_half:,.0f}/s offered, new records): acknowledged | {target.acked:,.0f} packets/s |
+| half the target: ack latency p50 / p99 seen by the load generators | {target.p50:.1f} ms / {target.p99:.1f} ms |
+| half the target: ack latency p99 inside the server | {target.server_p99:.1f} ms |
+| half the target: CPU cores used by server / InfluxDB / load generators (of 2) | {target.server_cores:.2f} / {target.influx_cores:.2f} / {target.loadgen_cores:.2f} |
+
+Ack latency seen by the load generators runs from just before the upload's `send()` to the kernel's receive
+timestamp of its 9014 (SO_TIMESTAMPNS), so the generators' own scheduling on the shared cores is not counted;
+the time an upload waits in the server's socket for a worker to get a core is.
 """)
 
 

@@ -106,6 +106,11 @@ class InfluxServer:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """Process id of the running influxd (benchmarks read its CPU time)."""
+        return self._proc.pid if self.running else None
+
     def start(self) -> None:
         """Start influxd (same port, same data) and wait until /ping answers 204."""
         if self.running:
