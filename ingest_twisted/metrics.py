@@ -7,6 +7,7 @@ connections, spool depth and write latency.
 
 from __future__ import annotations
 
+import math
 import socket
 import time
 from collections import Counter
@@ -23,32 +24,43 @@ class AckLatency:
     """Seconds from a TCP read to the write of its 9014s (the spool's fsync wait included), per reporting interval.
 
     One sample per read, weighted by the acknowledgements it carried; the server's own share of the latency a
-    device sees (network and the device's stack come on top)."""
+    device sees (network and the device's stack come on top). Kept as a histogram of logarithmic buckets 2 %
+    wide, so memory and the cost of a sample stay the same at any rate; a percentile is reported as its bucket's
+    upper bound (at most 2 % high), the maximum exactly.
+    """
+
+    FLOOR = 1e-4  # seconds: faster acknowledgements count in the first bucket
+    RATIO = 1.02  # upper bound / lower bound of a bucket
+    _LOG_RATIO = math.log(RATIO)
 
     def __init__(self) -> None:
-        self._samples: list[tuple[float, int]] = []
+        self._weights: dict[int, int] = {}
+        self._max = 0.0
 
     def record(self, seconds: float, acks: int) -> None:
-        self._samples.append((seconds, acks))
+        bucket = int(math.log(max(seconds, self.FLOOR) / self.FLOOR) / self._LOG_RATIO)
+        self._weights[bucket] = self._weights.get(bucket, 0) + acks
+        self._max = max(self._max, seconds)
 
     def percentiles_ms(self) -> dict[str, float]:
         """``ack_latency_p50_ms``, ``ack_latency_p99_ms``, ``ack_latency_max_ms`` of the interval (none if empty)."""
-        if not self._samples:
+        if not self._weights:
             return {}
-        ordered = sorted(self._samples)
-        total = sum(n for _, n in ordered)
+        total = sum(self._weights.values())
         found: dict[str, float] = {}
         seen = 0
-        for seconds, n in ordered:
-            seen += n
+        for bucket in sorted(self._weights):
+            seen += self._weights[bucket]
+            upper = min(self.FLOOR * self.RATIO ** (bucket + 1), self._max)
             for name, share in (("ack_latency_p50_ms", 0.5), ("ack_latency_p99_ms", 0.99)):
                 if name not in found and seen >= share * total:
-                    found[name] = round(seconds * 1000, 3)
-        found["ack_latency_max_ms"] = round(ordered[-1][0] * 1000, 3)
+                    found[name] = round(upper * 1000, 3)
+        found["ack_latency_max_ms"] = round(self._max * 1000, 3)
         return found
 
     def reset(self) -> None:
-        self._samples = []
+        self._weights = {}
+        self._max = 0.0
 
 
 @dataclass
