@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from twisted.internet.task import LoopingCall
 
+from ingest_twisted.heap import CollectorPauses
 from ingest_twisted.lineprotocol import point
 from ingest_twisted.points import Conversion
 
@@ -122,8 +123,10 @@ class MetricsReporter:
         worker: int,
         interval: float,
         clock,
+        gc_pauses: CollectorPauses | None = None,
     ) -> None:
         self._stats = stats
+        self._gc_pauses = gc_pauses
         self._writer_stats = writer_stats
         self._submit = submit
         self._tags = {"host": socket.gethostname(), "worker": str(worker)}
@@ -142,8 +145,12 @@ class MetricsReporter:
         values = self._stats.fields()
         writer = asdict(self._writer_stats())
         values.update({f"writer_{k}": v for k, v in writer.items() if isinstance(v, (int, float))})
+        if self._gc_pauses is not None:
+            values.update(self._gc_pauses.fields())
         return values
 
     def report(self) -> None:
         self._submit([point("gkjk_ingest", self._tags, self.snapshot(), time.time_ns())])
         self._stats.ack_latency.reset()  # latency percentiles are per interval, the counters since start
+        if self._gc_pauses is not None:
+            self._gc_pauses.reset_interval()

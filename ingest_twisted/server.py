@@ -215,8 +215,10 @@ class Worker:
         )
         self.factory = IngestFactory(config.ingest, self.registry, self.writer, reactor, backfill)
         backfill.stats = self.factory.stats
+        self.gc_pauses = heap.CollectorPauses()
         self.metrics = MetricsReporter(
-            self.factory.stats, self.writer.stats, self.writer.submit, index, config.metrics.interval, reactor
+            self.factory.stats, self.writer.stats, self.writer.submit, index, config.metrics.interval, reactor,
+            self.gc_pauses,
         )
         self._loops = [
             (LoopingCall(self.factory.expire_fragments), 5.0),
@@ -241,6 +243,7 @@ class Worker:
         for loop, interval in self._loops:
             loop.clock = self.reactor
             loop.start(interval, now=False)
+        self.gc_pauses.install()
         self.metrics.start()
         self.factory.backfill.start()
         log.info(
@@ -275,6 +278,7 @@ class Worker:
             if loop.running:
                 loop.stop()
         self.metrics.stop()
+        self.gc_pauses.uninstall()
         self.factory.backfill.stop()
         if self.port is not None:
             yield self.port.stopListening()

@@ -29,3 +29,19 @@ def test_settle_freezes_what_exists_and_a_frozen_registry_is_freed_once_replaced
     finally:
         gc.unfreeze()
         gc.set_threshold(*saved)
+
+
+def test_collector_pauses_count_collections_and_keep_the_longest_per_interval():
+    pauses = heap.CollectorPauses()
+    pauses.install()
+    try:
+        gc.collect()
+        gc.collect(0)
+    finally:
+        pauses.uninstall()
+    gc.collect()  # not counted any more
+    fields = pauses.fields()
+    assert (fields["gc_collections"], fields["gc_full_collections"]) == (2, 1)
+    assert 0 < fields["gc_pause_max_ms"] <= fields["gc_seconds"] * 1000
+    pauses.reset_interval()
+    assert pauses.fields()["gc_pause_max_ms"] == 0 and pauses.fields()["gc_collections"] == 2

@@ -164,6 +164,10 @@ def test_sessions_and_self_metrics_are_written(server, influx, db):
     [latency] = wait_rows(influx, db, 'SELECT max("ack_latency_p99_ms") AS p99, max("ack_latency_max_ms") AS top '
                                       "FROM gkjk_ingest", timeout=10)
     assert 0 < latency["p99"] <= latency["top"] < 5000
+    # The worker times its garbage collections, from the full one heap.settle() runs before serving.
+    [gc_row] = wait_rows(influx, db, 'SELECT last("gc_full_collections") AS full, last("gc_seconds") AS spent '
+                                     "FROM gkjk_ingest", timeout=10)
+    assert gc_row["full"] >= 1 and gc_row["spent"] > 0
 
 
 def test_ack_latency_percentiles_weigh_each_read_by_its_acks():
