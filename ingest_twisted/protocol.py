@@ -53,7 +53,11 @@ class HJ212Receiver(Protocol):
     max_segment_bytes = 4096
 
     def connectionMade(self) -> None:
+        """HJ 212 is request and answer in small packets: Nagle's algorithm would hold an answer (up to the
+        peer's 40 ms delayed ACK) while an earlier one is unacknowledged, so it is turned off."""
         self._decoder = FrameDecoder(self.max_segment_bytes)
+        if hasattr(self.transport, "setTcpNoDelay"):
+            self.transport.setTcpNoDelay(True)
 
     def dataReceived(self, data: bytes) -> None:
         for event in self._decoder.feed(data):

@@ -1,4 +1,4 @@
-"""HJ212Receiver.send: written at once while the socket takes it, queued in order once it is full."""
+"""HJ212Receiver.send: written at once while the socket takes it, queued in order once it is full; no Nagle."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ class Sender(HJ212Receiver):
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        self.factory.nodelay = self.transport.getHandle().getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         self.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
         self.next = 0
         self.send_round()
@@ -57,6 +58,7 @@ class Collector(Protocol):
 async def test_what_the_socket_does_not_take_is_queued_and_everything_arrives_in_order() -> None:
     server_factory = Factory.forProtocol(Sender)
     server_factory.most_queued = 0
+    server_factory.nodelay = 0
     port = reactor.listenTCP(0, server_factory, interface="127.0.0.1")
     done: Deferred[bytes] = Deferred()
     client_factory = ClientFactory()
@@ -68,3 +70,4 @@ async def test_what_the_socket_does_not_take_is_queued_and_everything_arrives_in
         await port.stopListening()
     assert server_factory.most_queued > 0  # the socket was full: the queued path was taken
     assert received == b"".join(CHUNKS)
+    assert server_factory.nodelay  # answers are not held back by Nagle's algorithm
