@@ -166,6 +166,12 @@ class Logger:
     def send_raw(self, data: bytes) -> None:
         self.sock.sendall(data)
 
+    def upload_minutes(self, until: datetime, minutes: int, factors: dict) -> None:
+        """One 2011 a minute from `minutes` before `until` up to `until`, and wait until each is acknowledged."""
+        for minute in range(minutes, -1, -1):
+            self.send(self.packet("2011", until - timedelta(minutes=minute), factors))
+        assert len(self.read(minutes + 1)) == minutes + 1
+
     def read(self, count: int = 1, timeout: float = 10.0) -> list[Packet]:
         """Wait for `count` more answers (or the timeout) and return all not yet taken."""
         deadline = time.monotonic() + timeout

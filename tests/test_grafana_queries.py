@@ -81,9 +81,7 @@ def loaded(influxdb: InfluxServer, tmp_path_factory: pytest.TempPathFactory) -> 
             {"i33200": {"Rtd": "50"}, "a01012": {"Rtd": "650"}, "g10202": {"Rtd": "40"}},
         ]
         for logger, factors in zip(loggers, readings):
-            for minute in range(MINUTES, -1, -1):
-                logger.send(logger.packet("2011", now - timedelta(minutes=minute), factors))
-            assert len(logger.read(MINUTES + 1)) == MINUTES + 1
+            logger.upload_minutes(now, MINUTES, factors)
         deadline = time.monotonic() + 15
         while len(run(influxdb, db, 'SELECT count("i33200-Rtd") FROM "rtd" GROUP BY "ent"')) < 2:
             assert time.monotonic() < deadline, "ingest stored no data"
@@ -130,9 +128,7 @@ def controlled(influxdb: InfluxServer, tmp_path_factory: pytest.TempPathFactory)
         readings = [{"i33200": {"Rtd": "200"}, "i33210": {"Rtd": "30"}, "i33221": {"Rtd": "50"}},
                     {"i33200": {"Rtd": "0"}}]
         for logger, factors in zip(loggers, readings):
-            for minute in range(MINUTES, -1, -1):
-                logger.send(logger.packet("2011", now - timedelta(minutes=minute), factors))
-            assert len(logger.read(MINUTES + 1)) == MINUTES + 1
+            logger.upload_minutes(now, MINUTES, factors)
         process = start_gkjk("rules", config, workdir / "rules.log")
         try:
             deadline = time.monotonic() + 30
