@@ -29,15 +29,16 @@ class CombustionTemperature:
             if burner.kind not in KINDS or not thermometers or not served:
                 continue
             limit = burner.min_temperature or site.thresholds[f"{burner.kind}_min_temperature"]
+            producing = site.operating(served)
             verdicts: dict[int, Verdict] = {}
             for minute in site.minutes:
-                on, known = site.running_of(served, minute)
+                on = producing.get(minute)
                 temperature = site.mean(thermometers, minute)
                 if on and temperature is not None and temperature < limit:
                     verdicts[minute] = {
                         "treatment": burner.name, "temperature": f"{temperature:.0f}", "limit": f"{limit:g}",
                     }
-                elif (not on and known) or (temperature is not None and temperature >= limit):
+                elif on is False or (temperature is not None and temperature >= limit):
                     verdicts[minute] = False
             yield Condition(burner.id, verdicts, int(site.thresholds["combustion_minutes"]), TEMPLATE)
 

@@ -21,7 +21,7 @@ from typing import Literal
 
 from gkjk.registry import Enterprise, PointRef
 from rules_plugins import hookimpl
-from rules_plugins.builtin.quality import facilities, label, merge, operating, run_points, run_sources
+from rules_plugins.builtin.quality import facilities, label, merge, run_points, run_sources
 from rules_plugins.history import HOUR, hour_of
 from rules_plugins.model import Condition, Rule, Verdict
 from rules_plugins.site import Site
@@ -78,6 +78,7 @@ class Flat:
                      for ref in site.points(facility.id, *QUANTITIES) if site.series(ref)]
             if site.quiet(self.name, facility.id) and not any(flat for _, by_hour in spans for _, flat in by_hour):
                 continue  # nothing flat and nothing stored: the engine would write nothing
+            producing = site.operating(sources)
             per_point = []
             for ref, by_hour in spans:
                 series = site.series(ref)
@@ -94,7 +95,7 @@ class Flat:
                             continue
                         if max(flat[1], value) - min(flat[0], value) > tolerance:
                             verdicts[minute] = False
-                        elif (running := operating(site, sources, minute)) is not None:
+                        elif (running := producing.get(minute)) is not None:
                             verdicts[minute] = running and {
                                 "point": label(facility, ref), "hours": hours, "value": f"{value:g}"}
                 per_point.append(verdicts)

@@ -17,7 +17,7 @@ from typing import Literal
 
 from gkjk.registry import Enterprise, PointRef
 from rules_plugins import hookimpl
-from rules_plugins.builtin.quality import facilities, label, merge, operating, run_sources
+from rules_plugins.builtin.quality import facilities, label, merge, run_sources
 from rules_plugins.model import Condition, Rule, Verdict
 from rules_plugins.site import Site
 
@@ -56,6 +56,7 @@ class Jump:
                     steps.append((ref, limit, [series.get(m) for m in range(start - 60, end, 60)]))
             if site.quiet(self.name, facility.id) and not any(spread(values) > limit for _, limit, values in steps):
                 continue  # no step can be over a limit and nothing stored: the engine would write nothing
+            producing = site.operating(sources)
             per_point = []
             for ref, limit, values in steps:
                 verdicts: dict[int, Verdict] = {}
@@ -65,7 +66,7 @@ class Jump:
                     if abs(after - before) <= limit:
                         verdicts[minute] = False
                         continue
-                    running = (operating(site, sources, minute - 60), operating(site, sources, minute))
+                    running = (producing.get(minute - 60), producing.get(minute))
                     if running == (True, True):
                         verdicts[minute] = {"point": label(facility, ref), "before": f"{before:g}",
                                             "after": f"{after:g}", "limit": f"{limit:g}"}

@@ -42,11 +42,6 @@ def run_sources(site: Site, facility: Facility) -> tuple[str, ...]:
     return tuple(p for p in getattr(facility, "serves", ()) if site.metered(p))
 
 
-def operating(site: Site, sources: Sequence[str], minute: int) -> bool | None:
-    """Any source runs: True; every source known off: False; else None."""
-    return site.operating(sources).get(minute)
-
-
 def merge(per_point: Sequence[Mapping[int, Verdict]]) -> Mapping[int, Verdict]:
     """One verdict per minute for a facility: the first violating point's, else clear if any point is clear."""
     if len(per_point) == 1:

@@ -41,6 +41,7 @@ class StuckLow:
             per_point = []
             for ref, limit, others in judged:
                 series = site.series(ref)
+                witnessed = [site.point_states(other) for other in others]
                 verdicts: dict[int, Verdict] = {}
                 for minute in site.minutes:
                     value = series.get(minute)
@@ -49,7 +50,7 @@ class StuckLow:
                     if value > limit:
                         verdicts[minute] = False
                         continue
-                    states = [site.point_running(other, minute) for other in others]
+                    states = [state.get(minute) for state in witnessed]
                     if any(states):
                         verdicts[minute] = {"point": label(facility, ref), "value": f"{value:g}",
                                             "limit": f"{limit:g}"}

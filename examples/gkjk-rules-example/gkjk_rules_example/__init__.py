@@ -32,14 +32,15 @@ class UvLampFailure:
             if unit.kind != "uv_photolysis" or not lamps or not served:
                 continue
             rated = sum(p.rated for p in lamps) / len(lamps)
+            producing = site.operating(served)  # minute -> any served line runs (missing: cannot tell)
             verdicts: dict[int, Verdict] = {}
             for minute in site.minutes:
-                on, known = site.running_of(served, minute)
+                on = producing.get(minute)
                 lit, current = site.running(unit.id, minute), site.mean(lamps, minute)
                 if on and lit and current is not None and current < fraction * rated:
                     verdicts[minute] = {"unit": unit.name, "share": f"{100 * current / rated:.0f}",
                                         "limit": f"{100 * fraction:g}"}
-                elif (not on and known) or lit is False or (current is not None and current >= fraction * rated):
+                elif on is False or lit is False or (current is not None and current >= fraction * rated):
                     verdicts[minute] = False
             yield Condition(unit.id, verdicts, int(site.thresholds["uv_lamp_minutes"]), TEMPLATE)
 
