@@ -41,6 +41,8 @@ from report import write_section  # noqa: E402
 from throughput import write_registry  # noqa: E402
 
 DATABASE = "bench"
+
+
 def export_tree(revision: str, directory: Path) -> str:
     """The files of `revision` under `directory` (git archive: no git state changes); returns the commit id."""
     commit = subprocess.run(["git", "rev-parse", "--short", revision], cwd=ROOT, check=True,
