@@ -34,6 +34,7 @@ from gkjk.grafana.expand import expand
 from gkjk.influxd import InfluxServer
 from gkjk.registry import load_registry
 from gkjk_process import Logger, ServerProcess, start_gkjk, write_config
+from test_grafana_queries import only, run, tagged
 from rules_plugins.plugins import Plugins
 from rules_support import ENT as RULES_ENT
 from rules_support import alarms, at, make_engine, rtd, steady, write  # noqa: F401 (fixture)
@@ -321,14 +322,6 @@ def gkjk_rules(enterprise):
 '''
 
 
-def run(influx: InfluxServer, db: str, query: str) -> list[dict]:
-    """Series of the answer: tags and rows as dicts; an InfluxQL error fails the test."""
-    result = influx.query(query, db=db)["results"][0]
-    assert "error" not in result, (query, result["error"])
-    return [{"tags": s.get("tags", {}), "rows": [dict(zip(s["columns"], v)) for v in s["values"]]}
-            for s in result.get("series", [])]
-
-
 def _install_pack(directory: Path) -> None:
     directory.mkdir()
     (directory / "gkjk_test_ph_warning.py").write_text(PACK, encoding="utf-8")
@@ -460,16 +453,6 @@ ALL = {"county": (ALL_VALUE,), "ent": (ALL_VALUE,)}
 HAIAN = {**ALL, "county": ("海安市",)}
 RUGAO_TWO = {**ALL, "county": ("如皋市",), "ent": (FOUNDRY, PRINTER)}
 Check = Callable[[list[dict]], bool]
-
-
-def only(series: list[dict], column: str) -> object:
-    [s] = series
-    [row] = s["rows"]
-    return row[column]
-
-
-def tagged(series: list[dict], tag: str, column: str) -> dict[str, object]:
-    return {s["tags"][tag]: [r[column] for r in s["rows"] if r[column] is not None][-1] for s in series}
 
 
 def near(value: object, expected: float, slack: float = 3.5) -> bool:

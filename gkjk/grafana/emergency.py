@@ -12,6 +12,7 @@ from typing import Any
 from grafana_foundation_sdk.builders import dashboard as db, stat, statetimeline, table
 from grafana_foundation_sdk.models import common as common_model, dashboard as model
 
+from gkjk.grafana.alarms import STATE
 from gkjk.grafana.common import (
     COUNTY, ENT, county_variable, enterprise_link, enterprise_names, enterprise_variable, new_dashboard, place, render,
 )
@@ -37,7 +38,6 @@ ALARMS = ('SELECT "state", "message", "duration_s" / 60 AS "持续分钟", "ent"
 
 LEVELS = {"黄色": "yellow", "橙色": "orange", "红色": "red"}
 COMPLIANT = {"1": ("落实", "green"), "0": ("未落实", "red")}
-STATE = {"open": ("开启", "red"), "closed": ("已恢复", "green")}
 DROP_TIME = model.DataTransformerConfig(id_val="organize", options={"excludeByName": {"Time": True}})
 
 
