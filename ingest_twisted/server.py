@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import time
 from datetime import datetime
@@ -180,6 +181,17 @@ def influx_client(config: Config, reactor) -> InfluxClient:
         timeout=influx.timeout,
         reactor=reactor,
     )
+
+
+def reload_registry_on_sighup(holder: RegistryHolder, reactor) -> None:
+    """SIGHUP re-reads the site registry in a thread (`gkjk rules`, `gkjk relay`); one with errors is refused and
+    the old one kept."""
+    def reload() -> None:
+        d = threads.deferToThread(holder.reload)
+        d.addCallbacks(lambda changes: log.info("registry reloaded: {c}", c="; ".join(changes) or "no changes"),
+                       lambda f: log.error("registry reload refused: {e}", e=str(f.value)))
+
+    signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(reload))
 
 
 class Worker:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -396,12 +395,12 @@ def run(config: Config) -> None:
     """`gkjk rules`: evaluate every `[rules] interval` seconds until SIGTERM/SIGINT; SIGHUP reloads the registry."""
     import sys
 
-    from twisted.internet import reactor, threads
+    from twisted.internet import reactor
     from twisted.internet.task import LoopingCall
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
     from gkjk.registry import RegistryHolder
-    from ingest_twisted.server import influx_client
+    from ingest_twisted.server import influx_client, reload_registry_on_sighup
 
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
     holder = RegistryHolder(Path(config.registry.path))
@@ -413,16 +412,11 @@ def run(config: Config) -> None:
     loop = LoopingCall(lambda: engine.tick(reactor.seconds()))
     loop.clock = reactor
 
-    def reload() -> None:
-        d = threads.deferToThread(holder.reload)
-        d.addCallbacks(lambda changes: log.info("registry reloaded: {c}", c="; ".join(changes) or "no changes"),
-                       lambda f: log.error("registry reload refused: {e}", e=str(f.value)))
-
     def started() -> None:
         ensured = client.ensure_database()
         ensured.addErrback(lambda f: log.failure("cannot create the database; evaluating anyway", f))
         ensured.addCallback(lambda _: loop.start(config.rules.interval, now=True))
 
-    signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(reload))
+    reload_registry_on_sighup(holder, reactor)
     reactor.callWhenRunning(started)
     reactor.run()

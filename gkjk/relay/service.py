@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -25,7 +24,7 @@ PRUNE_INTERVAL = 3600.0  # seconds between removals of expired dedup keys
 def run(config: Config, dry_run: bool = False) -> None:
     """Serve until SIGTERM/SIGINT (attempts under way finish first); SIGHUP reloads the registry."""
     from treq.client import HTTPClient
-    from twisted.internet import reactor, threads
+    from twisted.internet import reactor
     from twisted.internet.error import CannotListenError
     from twisted.internet.task import LoopingCall
     from twisted.logger import globalLogBeginner, textFileLogObserver
@@ -35,7 +34,7 @@ def run(config: Config, dry_run: bool = False) -> None:
     from gkjk.relay import server
     from gkjk.relay.providers.dingtalk import DingTalkRobots
     from gkjk.relay.providers.dry_run import DryRunRecorder
-    from ingest_twisted.server import influx_client
+    from ingest_twisted.server import influx_client, reload_registry_on_sighup
 
     relay = replace(config.relay, dry_run=True) if dry_run else config.relay
     if not relay.token:
@@ -66,11 +65,6 @@ def run(config: Config, dry_run: bool = False) -> None:
     prune = LoopingCall(lambda: outbox.prune(reactor.seconds() - relay.dedup_hours * 3600))
     prune.clock = reactor
 
-    def reload() -> None:
-        d = threads.deferToThread(holder.reload)
-        d.addCallbacks(lambda changes: log.info("registry reloaded: {c}", c="; ".join(changes) or "no changes"),
-                       lambda f: log.error("registry reload refused: {e}", e=str(f.value)))
-
     def started() -> None:
         counts = outbox.counts()
         log.info("relay listening on {listen}{dry}; outbox {path}: {pending} pending", listen=relay.listen,
@@ -83,7 +77,7 @@ def run(config: Config, dry_run: bool = False) -> None:
         prune.stop()
         return dispatcher.stop().addBoth(lambda _: outbox.close())
 
-    signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(reload))
+    reload_registry_on_sighup(holder, reactor)
     reactor.callWhenRunning(started)
     reactor.addSystemEventTrigger("before", "shutdown", stopping)
     reactor.run()
