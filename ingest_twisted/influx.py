@@ -140,6 +140,11 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def quote_literal(value: str) -> str:
+    """An InfluxQL single-quoted string."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def duration_seconds(duration: str) -> int:
     """Seconds in an InfluxQL duration such as ``30d`` or ``1h30m``; 0 for ``INF``."""
     if duration.upper() == "INF":

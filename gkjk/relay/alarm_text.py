@@ -6,17 +6,12 @@ from collections.abc import Mapping, Sequence
 
 from twisted.logger import Logger
 
-from ingest_twisted.influx import InfluxClient, InfluxError
+from ingest_twisted.influx import InfluxClient, InfluxError, quote_literal
 
 log = Logger()
 
 SERIES_TAGS = ("ent", "fac", "rule")
 Series = tuple[str, str, str]
-
-
-def _literal(value: str) -> str:
-    """An InfluxQL single-quoted string."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def series_of(labels: Mapping[str, str]) -> Series | None:
@@ -29,7 +24,7 @@ def series_of(labels: Mapping[str, str]) -> Series | None:
 def query(series: Sequence[Series]) -> str:
     """One InfluxQL statement for the latest non-retracted message of every series."""
     wanted = " OR ".join(
-        "(" + " AND ".join(f'"{tag}" = {_literal(value)}' for tag, value in zip(SERIES_TAGS, one)) + ")"
+        "(" + " AND ".join(f'"{tag}" = {quote_literal(value)}' for tag, value in zip(SERIES_TAGS, one)) + ")"
         for one in series)
     return (f'SELECT last("message") FROM "alarm" WHERE "state" != \'retracted\' AND ({wanted}) '
             'GROUP BY "ent", "fac", "rule"')

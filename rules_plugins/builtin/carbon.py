@@ -23,7 +23,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from gkjk.registry import Enterprise, PointRef, Registry, TreatmentFacility
-from ingest_twisted.influx import InfluxClient
+from ingest_twisted.influx import InfluxClient, quote_literal
 from ingest_twisted.lineprotocol import point
 from rules_plugins import hookimpl
 from rules_plugins.model import Condition, Rule, Verdict
@@ -98,10 +98,6 @@ def run_source(registry: Registry, enterprise: Enterprise, adsorber: TreatmentFa
     return next((fan.id for fan in fans if metered(fan.id)), None)
 
 
-def quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 class Ledger:
     """Per adsorber, the replacements that matter to the minutes read (the last one before them and every one
     among them), the counters' first readings after the earlier one, and the running minutes since it; kept
@@ -147,7 +143,7 @@ class Ledger:
                     factor = ref.point.factor.lower()
                     if self.baselines.get((key, ref.device.mn, factor), (None,))[0] != when:
                         wanted.append(("baseline", (key, ref.device.mn, factor), (
-                            f'SELECT first("{factor}-Rtd") FROM "rtd" WHERE "mn" = {quote(ref.device.mn)} '
+                            f'SELECT first("{factor}-Rtd") FROM "rtd" WHERE "mn" = {quote_literal(ref.device.mn)} '
                             f"AND time >= {when}s AND time < {first}s")))
                 source = None if refs else run_source(registry, enterprise, adsorber)
                 if source is None:
@@ -158,8 +154,8 @@ class Ledger:
                 self.counted[key] = (when, until, minutes)
                 if until < first:
                     wanted.append(("run", key, (
-                        f'SELECT sum("run") FROM "state" WHERE "ent" = {quote(enterprise.id)} AND '
-                        f'"fac" = {quote(source)} AND time >= {until}s AND time < {first}s')))
+                        f'SELECT sum("run") FROM "state" WHERE "ent" = {quote_literal(enterprise.id)} AND '
+                        f'"fac" = {quote_literal(source)} AND time >= {until}s AND time < {first}s')))
         for i in range(0, len(wanted), STATEMENTS_PER_QUERY):
             batch = wanted[i:i + STATEMENTS_PER_QUERY]
             result = await client.query("; ".join(q for _what, _key, q in batch), epoch="s")
