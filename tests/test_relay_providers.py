@@ -15,7 +15,7 @@ from gkjk.relay.outbox import Message
 from gkjk.relay.outcome import Delivered, Failed, RetryLater
 from gkjk.relay.providers.aliyun_sms import AliyunSms
 from gkjk.relay.providers.dingtalk import DingTalkRobots
-from test_relay_e2e import ALIYUN_ID, ALIYUN_SECRET, Receiver, aliyun_judge, dingtalk_judge
+from test_relay_e2e import ALIYUN_ID, ALIYUN_SECRET, Receiver, receivers  # noqa: F401 - receivers is a fixture
 
 ROBOT = "https://oapi.dingtalk.com/robot/send?access_token=robotfoundry"
 
@@ -42,17 +42,9 @@ def relay_config(dingtalk: Receiver, aliyun: Receiver, **changes) -> RelayConfig
     return replace(config, **changes)
 
 
-@pytest.fixture
-def stand_ins():
-    dingtalk, aliyun = Receiver(dingtalk_judge).start(), Receiver(aliyun_judge).start()
-    yield dingtalk, aliyun
-    dingtalk.stop()
-    aliyun.stop()
-
-
 @pytest_twisted.ensureDeferred
-async def test_dingtalk_answers(stand_ins, http):
-    dingtalk, aliyun = stand_ins
+async def test_dingtalk_answers(receivers, http):
+    dingtalk, aliyun = receivers
     robots = DingTalkRobots(relay_config(dingtalk, aliyun), http, reactor)
     dingtalk.script[:] = [(200, {"errcode": 130101, "errmsg": "send too fast"}), (200, {"errcode": -1}),
                           (200, {"errcode": 300001, "errmsg": "token is not exist"}), (404, {"message": "nope"})]
@@ -66,8 +58,8 @@ async def test_dingtalk_answers(stand_ins, http):
 
 
 @pytest_twisted.ensureDeferred
-async def test_transport_trouble_is_retried_and_not_counted(stand_ins, http):
-    dingtalk, aliyun = stand_ins
+async def test_transport_trouble_is_retried_and_not_counted(receivers, http):
+    dingtalk, aliyun = receivers
     robots = DingTalkRobots(relay_config(dingtalk, aliyun), http, reactor)
     dingtalk.delay = 1.5  # longer than the timeout
     slow = await robots.send(robot_message())
@@ -78,8 +70,8 @@ async def test_transport_trouble_is_retried_and_not_counted(stand_ins, http):
 
 
 @pytest_twisted.ensureDeferred
-async def test_aliyun_answers(stand_ins, http):
-    dingtalk, aliyun = stand_ins
+async def test_aliyun_answers(receivers, http):
+    dingtalk, aliyun = receivers
     sms = AliyunSms(relay_config(dingtalk, aliyun), http, reactor)
     aliyun.script[:] = [(200, {"Code": "isv.BUSINESS_LIMIT_CONTROL", "Message": "触发分钟级流控"}),
                         (200, {"Code": "isv.MOBILE_NUMBER_ILLEGAL", "Message": "非法手机号"}), 503]
