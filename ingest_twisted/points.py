@@ -67,8 +67,10 @@ class _Plan:
 #: A CP item ``key=value`` whose key holds nothing parse_cp would strip or split on.
 _PLAIN_KEY = re.compile(r"[^\s=;,&]+")
 _SEPARATOR = re.compile(r"[;,]")
+#: A number convert writes as it came (anything else it reprints, or keeps as text and counts as a bad value).
+_PLAIN_DECIMAL_PATTERN = r"-?[0-9]{1,20}(?:\.[0-9]{1,20})?"
 #: Values convert copies unchanged: plain decimals as numbers, text quoted as is; unused: anything without spaces.
-_NUMBER_VALUE = r"(-?[0-9]{1,20}(?:\.[0-9]{1,20})?)"
+_NUMBER_VALUE = f"({_PLAIN_DECIMAL_PATTERN})"
 _TEXT_VALUE = r'([^;,&"\\\s]*)'
 _UNUSED_VALUE = r"([^;,&\s]*)"
 #: Placeholder values (19-digit plain decimals), two sets: the second checks the templates made with the first.
@@ -287,7 +289,7 @@ def _keys_of_cp(rest: str) -> tuple[str, ...] | None:
     return tuple(keys)
 
 
-_PLAIN_DECIMAL = re.compile(r"-?[0-9]{1,20}(?:\.[0-9]{1,20})?").fullmatch
+_PLAIN_DECIMAL = re.compile(_PLAIN_DECIMAL_PATTERN).fullmatch
 
 
 def _reprinted_number(text: str) -> str | None:
