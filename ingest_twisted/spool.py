@@ -3,10 +3,10 @@
 Records (one line of line protocol each, but any non-empty bytes work) are
 appended to numbered segment files, each framed as ``length:u32le crc32:u32le
 payload``, so a tail torn by a crash is detected and cut off when the spool is
-opened. Appends are buffered in memory; ``begin_sync()`` hands the buffer to the
-OS and returns a ticket whose ``fsync()`` (callable from a worker thread) makes
-it durable, so a caller can keep appending while the disk works. Readers read
-records from disk after a position, so memory does not grow with the backlog.
+opened. Appends are buffered in memory; ``sync()`` writes the buffer to the
+files and fsyncs them, so one fsync serves every record appended since the last
+(group commit). Readers read records from disk after a position, so memory does
+not grow with the backlog.
 ``commit()`` records in a checkpoint file how far the consumer got; it is not
 fsync'd because replaying a few committed records after a crash is harmless
 (InfluxDB overwrites a point with the same series and timestamp). Segments
@@ -36,7 +36,6 @@ __all__ = [
     "SpoolCorruptError",
     "SpoolError",
     "SpoolFullError",
-    "SyncTicket",
 ]
 
 _HEADER = struct.Struct("<II")  # payload length, CRC32 of the payload
@@ -71,39 +70,6 @@ class Position(NamedTuple):
 class Depth(NamedTuple):
     records: int
     bytes: int
-
-
-class SyncTicket:
-    """What one ``begin_sync()`` flushed; ``fsync()`` makes everything before ``position`` durable."""
-
-    __slots__ = ("position", "_spool", "_fds", "_close_fds", "_dir_fd")
-
-    def __init__(
-        self, spool: Spool, position: Position, fds: list[int], close_fds: list[int], dir_fd: int | None
-    ) -> None:
-        self.position = position
-        self._spool = spool
-        self._fds = fds
-        self._close_fds = close_fds
-        self._dir_fd = dir_fd
-
-    def fsync(self) -> Position:
-        """Blocking; safe in a worker thread. A failure leaves the spool unusable (data may be lost)."""
-        try:
-            for fd in self._fds:
-                os.fsync(fd)
-            if self._dir_fd is not None:
-                os.fsync(self._dir_fd)
-        except OSError as exc:
-            error = (SpoolFullError if exc.errno in _DISK_FULL else SpoolError)(
-                f"fsync failed in {self._spool.directory}: {exc}; the spool must be reopened"
-            )
-            self._spool._failed = error  # noqa: SLF001 - the ticket belongs to the spool
-            raise error from exc
-        finally:
-            for fd in self._close_fds:
-                os.close(fd)
-        return self.position
 
 
 class _Pending:
@@ -141,8 +107,8 @@ class Spool:
             raise SpoolError(f"spool {self.directory} is in use by another process") from exc
         self._dir_fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
         self._fds: dict[int, int] = {}  # segment -> write fd, for segments written since open
-        self._dirty: set[int] = set()  # segments written since the last begin_sync
-        self._new_segment = False  # a segment file was created since the last begin_sync
+        self._dirty: set[int] = set()  # segments written since the last sync
+        self._new_segment = False  # a segment file was created since the last sync
         self._recover()
 
     # -- opening -------------------------------------------------------------
@@ -270,13 +236,14 @@ class Spool:
         self._end_seq += len(records)
         return Position(self._active, self._active_size, self._end_seq)
 
-    def begin_sync(self) -> SyncTicket:
-        """Write the buffer to the files (no fsync) and return the ticket that fsyncs it.
+    def sync(self) -> Position:
+        """Write the buffer to the files and fsync them (blocking); returns the end of the durable data.
 
-        Call from the appending thread; fsync tickets one at a time, in the
-        order they were made. On a write error the buffered records
-        are dropped (files cut back to their last record) and SpoolFullError or
-        SpoolError is raised: none of those records may be acknowledged.
+        On a write error the buffered records are dropped (files cut back to
+        their last record) and SpoolFullError or SpoolError is raised: none of
+        those records may be acknowledged. A failed fsync leaves the spool
+        unusable (data may be lost; the kernel may not report it again), so
+        every later call raises.
         """
         if self._failed is not None:
             raise self._failed
@@ -289,16 +256,25 @@ class Spool:
                 self._drop_unwritten(pending[index:])
                 raise _io_error("write failed", self.directory, exc) from exc
         fds = [self._fds[s] for s in sorted(self._dirty)]
-        # Segments left behind by rotation are closed once the ticket has fsync'd them.
-        close_fds = [self._fds.pop(s) for s in sorted(self._fds) if s != self._active]
+        # Segments left behind by rotation are closed once fsync'd.
+        retired = [self._fds.pop(s) for s in sorted(self._fds) if s != self._active]
         self._dirty.clear()
-        dir_fd = self._dir_fd if self._new_segment else None
-        self._new_segment = False
-        return SyncTicket(self, self._flushed, fds, close_fds, dir_fd)
-
-    def sync(self) -> Position:
-        """Flush and fsync everything appended so far (blocking)."""
-        return self.begin_sync().fsync()
+        new_segment, self._new_segment = self._new_segment, False
+        try:
+            for fd in fds:
+                os.fsync(fd)
+            if new_segment:
+                os.fsync(self._dir_fd)
+        except OSError as exc:
+            error = (SpoolFullError if exc.errno in _DISK_FULL else SpoolError)(
+                f"fsync failed in {self.directory}: {exc}; the spool must be reopened"
+            )
+            self._failed = error
+            raise error from exc
+        finally:
+            for fd in retired:
+                os.close(fd)
+        return self._flushed
 
     def _write(self, chunk: _Pending) -> None:
         segment = chunk.segment
@@ -382,8 +358,8 @@ class Spool:
                 self._segments.remove(segment)
                 del self._ends[segment]
         for segment in done:
-            # Their write fds are already closed: a later segment was flushed,
-            # and that flush handed older fds to its ticket.
+            # Their write fds are already closed: a later segment was synced,
+            # and that sync closed the older ones.
             try:
                 self._path(segment).unlink()
             except FileNotFoundError:

@@ -1,10 +1,12 @@
 """Durable writer: lines are acknowledged once fsync'd in the spool, then sent to InfluxDB in order.
 
 Group commit: every ``submit()`` in one ``fsync_interval`` window is served by
-one fsync, run in a thread of its own so the reactor keeps accepting data. At
-most one fsync is in flight: a sync first hands the buffered records to the OS
-(on the reactor thread, so nothing appended later can be in that write), then
-fsyncs them; submits arriving meanwhile wait for the next sync.
+one spool sync (write + fsync), run on the reactor thread. The reactor waits
+for the disk meanwhile and the devices' next uploads wait in the kernel's
+socket buffers; they would wait for the next fsync anyway. A thread of its own
+for the fsync measured worse on the 2-core machines this runs on: each fsync
+then costs two GIL hand-overs and a wake-up of the reactor, which under load
+took longer than the fsync itself (docs/benchmarks.md).
 
 A single sender reads batches from the spool on disk (memory stays bounded
 whatever the backlog), POSTs them one at a time, and commits the checkpoint
@@ -19,8 +21,6 @@ and timestamp.
 from __future__ import annotations
 
 import os
-import queue
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -31,7 +31,6 @@ from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from ingest_twisted.influx import (
     InfluxBadRequestError,
@@ -39,7 +38,7 @@ from ingest_twisted.influx import (
     InfluxNotFoundError,
     InfluxRetryableError,
 )
-from ingest_twisted.spool import Spool, SpoolError, SyncTicket
+from ingest_twisted.spool import Spool, SpoolError
 
 __all__ = ["DurableWriter", "WriterStats", "WriterStoppedError"]
 
@@ -67,41 +66,6 @@ class WriterStats:
     last_error: str = ""
     spool_records: int = 0  # backlog not yet in InfluxDB
     spool_bytes: int = 0
-
-
-class _FsyncThread:
-    """Runs spool fsyncs one after another in one thread and fires a Deferred in the reactor for each.
-
-    A worker does one or two hundred fsyncs a second; the reactor's general
-    thread pool costs several times more per call (context propagation, team
-    bookkeeping) than this queue and one ``callFromThread``.
-    """
-
-    def __init__(self, reactor: Any) -> None:
-        self._reactor = reactor
-        self._jobs: queue.SimpleQueue[tuple[SyncTicket, Deferred[Any]] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="spool-fsync", daemon=True)
-        self._thread.start()
-
-    def fsync(self, ticket: SyncTicket) -> Deferred[Any]:
-        done: Deferred[Any] = Deferred()
-        self._jobs.put((ticket, done))
-        return done
-
-    def stop(self) -> None:
-        """Let the thread finish the fsyncs already queued, then end."""
-        self._jobs.put(None)
-        self._thread.join()
-
-    def _run(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            ticket, done = job
-            try:
-                position = ticket.fsync()
-            except BaseException:  # noqa: BLE001 - handed to the reactor as a Failure
-                self._reactor.callFromThread(done.errback, Failure())
-            else:
-                self._reactor.callFromThread(done.callback, position)
 
 
 class DurableWriter:
@@ -140,11 +104,9 @@ class DurableWriter:
         self.dead_letter_path = Path(dead_letter_path or self._spool.directory / "dead-letter.lp")
         self._stats = WriterStats()
         # group commit
-        self._fsync_thread = _FsyncThread(reactor)
         self._waiting: list[Deferred[None]] = []
         self._waiting_lines = 0
         self._sync_call: Any = None
-        self._sync_d: Deferred[None] | None = None  # the fsync in flight
         self._last_sync_start = float("-inf")
         # sender
         self._loop_d: Deferred[None] | None = None
@@ -174,7 +136,7 @@ class DurableWriter:
         self._waiting_lines += len(lines)
         d: Deferred[None] = Deferred()
         self._waiting.append(d)
-        if self._sync_call is None and self._sync_d is None:
+        if self._sync_call is None:
             self._schedule_sync()
         return d
 
@@ -208,44 +170,26 @@ class DurableWriter:
         self._sync_call = self._reactor.callLater(delay, self._sync)
 
     def _sync(self) -> None:
+        """Make everything submitted so far durable and fire its Deferreds; on failure fail them instead."""
         self._sync_call = None
         waiting, self._waiting = self._waiting, []
         lines, self._waiting_lines = self._waiting_lines, 0
         self._last_sync_start = self._reactor.seconds()
+        started = time.monotonic()
         try:
-            ticket = self._spool.begin_sync()
+            self._spool.sync()
         except SpoolError as exc:
-            log.error("spool write failed, {n} lines not acknowledged: {exc}", n=lines, exc=exc)
+            log.error("spool sync failed, {n} lines not acknowledged: {exc}", n=lines, exc=exc)
             self._stats.last_error = str(exc)
             for d in waiting:
                 d.errback(exc)
             return
-        started = time.monotonic()
-        self._sync_d = self._fsync_thread.fsync(ticket)
-        self._sync_d.addCallbacks(
-            self._synced, self._sync_failed, callbackArgs=(waiting, lines, started), errbackArgs=(waiting,)
-        )
-
-    def _synced(self, _position: object, waiting: list[Deferred[None]], lines: int, started: float) -> None:
-        self._sync_d = None
         self._stats.fsyncs += 1
         self._stats.last_fsync_latency = time.monotonic() - started
         self._stats.acked_lines += lines
         self._notify()
         for d in waiting:
             d.callback(None)
-        if self._waiting and self._sync_call is None:
-            self._schedule_sync()
-
-    def _sync_failed(self, failure: Any, waiting: list[Deferred[None]]) -> None:
-        self._sync_d = None
-        log.failure("spool fsync failed; the spool is unusable until restart", failure)
-        self._stats.last_error = str(failure.value)
-        for d in waiting:
-            d.errback(failure)
-        # Later submits fail too (the spool refuses appends) but must not hang.
-        if self._waiting and self._sync_call is None:
-            self._schedule_sync()
 
     # -- sender --------------------------------------------------------------
 
@@ -361,22 +305,17 @@ class DurableWriter:
 
     async def _stop(self) -> None:
         self._stopping = True
-        if self._sync_d is not None:
-            await _settled(self._sync_d)
         if self._sync_call is not None:
             self._sync_call.cancel()
             self._sync_call = None
         if self._waiting:
             self._sync()
-            if self._sync_d is not None:
-                await _settled(self._sync_d)
         if self._loop_d is not None:
             self._notify()
             timer = self._reactor.callLater(self.stop_timeout, self._halt)
             await _settled(self._loop_d)
             if timer.active():
                 timer.cancel()
-        self._fsync_thread.stop()
         self._spool.close()
 
     def _halt(self) -> None:

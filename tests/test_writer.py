@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import threading
+import errno
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -19,7 +20,7 @@ from twisted.internet.threads import deferToThread
 
 from ingest_twisted import spool as spool_module
 from ingest_twisted.influx import InfluxClient
-from ingest_twisted.spool import Spool, SpoolFullError
+from ingest_twisted.spool import Spool, SpoolError, SpoolFullError
 from ingest_twisted.writer import DurableWriter, WriterStoppedError
 
 BASE_TS = 1_700_000_000_000_000_000
@@ -73,27 +74,28 @@ async def make(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
 async def test_ack_waits_for_fsync_and_groups_commits(
     tmp_path: Path, make: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    gate = threading.Event()
-    fsyncs: list[int] = []
-    real_fsync = spool_module.SyncTicket.fsync
+    acked: list[int] = []
+    acks_before_fsync: list[int] = []  # how many submits were acknowledged when each os.fsync began
+    real_fsync = os.fsync
 
-    def gated_fsync(ticket: spool_module.SyncTicket) -> Any:
-        gate.wait(10)
-        fsyncs.append(ticket.position.seq)
-        return real_fsync(ticket)
+    def recording_fsync(fd: int) -> None:
+        acks_before_fsync.append(len(acked))
+        real_fsync(fd)
 
-    monkeypatch.setattr(spool_module.SyncTicket, "fsync", gated_fsync)
-    writer = make.writer(make.client(f"http://127.0.0.1:{free_port()}", "db"))
+    monkeypatch.setattr(spool_module.os, "fsync", recording_fsync)
+    writer = make.writer(make.client(f"http://127.0.0.1:{free_port()}", "db"), fsync_interval=0.05)
     first = [writer.submit(lines(2, start=2 * i)) for i in range(100)]  # one reactor turn: one group
-    await deferLater(reactor, 0.2)
-    assert not any(d.called for d in first)  # fsync is held back: nothing acknowledged
-    late = writer.submit(lines(1, start=1000))  # arrives while that fsync is in flight
-    gate.set()
+    for d in first:
+        d.addCallback(lambda _: acked.append(1))
+    assert not acked and not acks_before_fsync  # the sync waits for the group to gather
     await gatherResults(first)
-    assert fsyncs == [200]  # one fsync served all 100 submits, and did not cover the late one
+    assert acks_before_fsync and set(acks_before_fsync) == {0}  # every fsync of the group came before any ack
+    assert writer.stats().fsyncs == 1 and writer.stats().acked_lines == 200  # one sync served all 100 submits
+    late = writer.submit(lines(1, start=1000))
+    assert not late.called  # a later submit waits for the next sync
     await late
-    assert fsyncs == [200, 201]
-    assert writer.stats().acked_lines == 201
+    assert writer.stats().fsyncs == 2 and writer.stats().acked_lines == 201
+    assert acks_before_fsync[-1] == 100
     # What was acknowledged is on disk: a fresh reader finds it after the writer stops.
     await writer.stop()
     with Spool(tmp_path / "spool") as spool:
@@ -222,3 +224,23 @@ async def test_spool_full_and_stopped_submits_fail(tmp_path: Path, make: Any) ->
     with pytest.raises(WriterStoppedError):
         await writer.submit(lines(1))
     assert writer.stats().acked_lines == 20
+
+
+@pytest_twisted.ensureDeferred
+async def test_failed_fsync_acknowledges_nothing_more(tmp_path: Path, make: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After an fsync error the kernel may drop the pages and report success later: nothing after it is acked."""
+    writer = make.writer(make.client(f"http://127.0.0.1:{free_port()}", "db"), stop_timeout=0.2)
+    await writer.submit(lines(5))
+    real_fsync = os.fsync
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(spool_module.os, "fsync", failing_fsync)
+    with pytest.raises(SpoolError, match="fsync failed"):
+        await writer.submit(lines(5, start=5))
+    monkeypatch.setattr(spool_module.os, "fsync", real_fsync)  # the disk "recovers": the spool still refuses
+    with pytest.raises(SpoolError, match="fsync failed"):
+        await writer.submit(lines(5, start=10))
+    assert writer.stats().acked_lines == 5
+    assert "fsync failed" in writer.stats().last_error
