@@ -63,7 +63,7 @@ class RegistryConfig:
 @dataclass(frozen=True, slots=True)
 class SpoolConfig:
     path: str = "var/spool"
-    fsync_interval: float = 0.005
+    fsync_interval: float = 0.01
     segment_bytes: int = 64 * 1024 * 1024
     batch_max_lines: int = 5000
     batch_max_bytes: int = 2 * 1024 * 1024
