@@ -21,6 +21,13 @@ if TYPE_CHECKING:
 RUN_QUANTITIES = frozenset({"current", "fan_current", "switch"})
 
 
+def tells_run_state(points: Iterable[PointRef]) -> bool:
+    """Whether a facility's points include one its run state can be read from: a switch, or a current with an
+    on-threshold or a rated value."""
+    return any(p.quantity in RUN_QUANTITIES and (p.on_threshold is not None or p.rated is not None
+                                                 or p.quantity == "switch") for p in points)
+
+
 @dataclass(frozen=True, slots=True)
 class Readings:
     """Minute means of the `rtd` measurement for a window; a reading stands until the next one is due."""
@@ -155,8 +162,7 @@ class Site:
 
     def metered(self, facility_id: str) -> bool:
         """Whether the facility has any point its run state can be read from."""
-        return any(p.on_threshold is not None or p.rated is not None or p.quantity == "switch"
-                   for p in self.points(facility_id, *RUN_QUANTITIES))
+        return tells_run_state(self.points(facility_id, *RUN_QUANTITIES))
 
     def running_of(self, facility_ids: Iterable[str], minute: int) -> tuple[list[str], bool]:
         """Ids of the facilities running this minute, and whether every one of them has a known state."""

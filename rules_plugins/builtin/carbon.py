@@ -27,7 +27,7 @@ from ingest_twisted.influx import InfluxClient, quote_literal
 from ingest_twisted.lineprotocol import point
 from rules_plugins import hookimpl
 from rules_plugins.model import Condition, Rule, Verdict
-from rules_plugins.site import RUN_QUANTITIES, Readings, Site
+from rules_plugins.site import Readings, Site, tells_run_state
 
 MEASUREMENT = "carbon"  # replacement records
 TEMPLATE = "治污设施 {treatment} 活性炭累计吸附运行 {hours} 小时，超过设计更换周期 {limit} 小时，需更换"
@@ -88,9 +88,7 @@ def counters(registry: Registry, enterprise_id: str, adsorber_id: str) -> list[P
 def run_source(registry: Registry, enterprise: Enterprise, adsorber: TreatmentFacility) -> str | None:
     """The facility whose run state is the adsorber's: itself if metered, else a metered fan serving its production."""
     def metered(facility_id: str) -> bool:
-        return any(p.quantity in RUN_QUANTITIES and (p.on_threshold is not None or p.rated is not None
-                                                     or p.quantity == "switch")
-                   for p in registry.points_of(enterprise.id, facility_id))
+        return tells_run_state(registry.points_of(enterprise.id, facility_id))
 
     if metered(adsorber.id):
         return adsorber.id
@@ -109,6 +107,7 @@ class Ledger:
         self.within: dict[Key, list[int]] = {}  # replacements from the first minute read to the window's end
         self.baselines: dict[tuple[Key, str, str], tuple[int, float]] = {}  # (key, MN, factor) -> (replaced, value)
         self.counted: dict[Key, tuple[int, int, int]] = {}  # key -> (replaced, counted until, running minutes)
+        self.sources: dict[Key, str] = {}  # adsorbers without a counter -> the facility whose run state is theirs
 
     async def refresh(self, client: InfluxClient, registry: Registry, readings: Readings) -> None:
         """Read the replacement records, then what each adsorber needs from before `readings.first`."""
@@ -123,6 +122,7 @@ class Ledger:
                 found[series["tags"]["ent"], series["tags"]["fac"]] = [row[0] for row in series["values"]]
         before: dict[Key, int] = {}
         within: dict[Key, list[int]] = {}
+        sources: dict[Key, str] = {}
         wanted: list[tuple[str, Any, str]] = []  # (what, key, InfluxQL statement)
         for enterprise in registry.enterprises.values():
             for adsorber in enterprise.facilities.treatment:
@@ -135,17 +135,19 @@ class Ledger:
                     (earlier if registered < first else later).append(registered)
                 if later:
                     within[key] = sorted(set(t for t in later if t < readings.end))
+                refs = counters(registry, enterprise.id, adsorber.id)
+                source = None if refs else run_source(registry, enterprise, adsorber)
+                if source is not None:
+                    sources[key] = source
                 if not earlier:
                     continue
                 when = before[key] = max(earlier)
-                refs = counters(registry, enterprise.id, adsorber.id)
                 for ref in refs:
                     factor = ref.point.factor.lower()
                     if self.baselines.get((key, ref.device.mn, factor), (None,))[0] != when:
                         wanted.append(("baseline", (key, ref.device.mn, factor), (
                             f'SELECT first("{factor}-Rtd") FROM "rtd" WHERE "mn" = {quote_literal(ref.device.mn)} '
                             f"AND time >= {when}s AND time < {first}s")))
-                source = None if refs else run_source(registry, enterprise, adsorber)
                 if source is None:
                     continue
                 since, until, minutes = self.counted.get(key, (None, 0, 0))
@@ -168,7 +170,7 @@ class Ledger:
                 else:
                     when, _until, minutes = self.counted[key]
                     self.counted[key] = (when, first, minutes + int(value or 0))
-        self.before, self.within = before, within
+        self.before, self.within, self.sources = before, within, sources
 
     def baseline(self, key: Key, ref: PointRef) -> float | None:
         """The counter's first reading after the last replacement before the minutes read, if there was one."""
@@ -198,7 +200,7 @@ class CarbonReplacement:
             refs = site.points(adsorber.id, "carbon_hours")
             if refs:
                 hours = self.counted_hours(site, ledger, key, refs, replaced)
-            elif replaced and (source := run_source(site.registry, site.enterprise, adsorber)):
+            elif replaced and (source := ledger.sources.get(key)):
                 hours = self.running_hours(site, ledger, key, source, replaced)
             else:
                 continue
