@@ -248,6 +248,8 @@ def _host(value: str) -> str:
     return value
 
 
+#: Byte order of a 32-bit value in two Modbus registers, as Telegraf names it: A is the most significant byte, and
+#: the letters are in the order the bytes travel (register 0 high, register 0 low, register 1 high, register 1 low).
 ByteOrder = Literal["ABCD", "CDAB", "BADC", "DCBA"]
 ModbusFramer = Literal["tcp", "rtu_over_tcp"]
 #: Quantities the data logger computes from run states: no instrument holds them.

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal, get_args
 
-#: Byte order of a 32-bit value in two registers, as Telegraf names it: A is the most significant byte, and the
-#: letters are in the order the bytes travel (register 0 high, register 0 low, register 1 high, register 1 low).
-ByteOrder = Literal["ABCD", "CDAB", "BADC", "DCBA"]
+from gkjk.registry import ByteOrder
+
 BYTE_ORDERS: tuple[str, ...] = get_args(ByteOrder)
 #: Register tables, named as Telegraf's `register` setting names them.
 Table = Literal["holding", "discrete", "coil"]
