@@ -35,11 +35,11 @@ class IngestConfig:
 
     @property
     def host(self) -> str:
-        return self.listen.rpartition(":")[0] or "0.0.0.0"
+        return split_listen(self.listen, "0.0.0.0")[0]
 
     @property
     def port(self) -> int:
-        return int(self.listen.rpartition(":")[2])
+        return split_listen(self.listen, "0.0.0.0")[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,11 +130,11 @@ class RelayConfig:
 
     @property
     def host(self) -> str:
-        return self.listen.rpartition(":")[0] or "127.0.0.1"
+        return split_listen(self.listen, "127.0.0.1")[0]
 
     @property
     def port(self) -> int:
-        return int(self.listen.rpartition(":")[2])
+        return split_listen(self.listen, "127.0.0.1")[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,14 +220,24 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     return result
 
 
+def split_listen(listen: str, default_host: str) -> tuple[str, int]:
+    """``HOST:PORT`` as (host, port); an empty host is `default_host`. ValueError when the port is no number."""
+    host, _, port = listen.rpartition(":")
+    return host or default_host, int(port)
+
+
+def _check_listen(section: str, listen: str) -> None:
+    try:
+        _, port = split_listen(listen, "")
+    except ValueError:
+        raise ConfigError(f"[{section}] listen: expected HOST:PORT, got {listen!r}") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"[{section}] listen: port {port} out of range")
+
+
 def _validate(config: Config) -> None:
     ingest = config.ingest
-    try:
-        port = ingest.port
-    except ValueError:
-        raise ConfigError(f"[ingest] listen: expected HOST:PORT, got {ingest.listen!r}") from None
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"[ingest] listen: port {port} out of range")
+    _check_listen("ingest", ingest.listen)
     if ingest.workers < 1:
         raise ConfigError("[ingest] workers: must be at least 1")
     if not 64 <= ingest.max_segment_bytes <= 65535:
@@ -259,12 +269,7 @@ def _validate(config: Config) -> None:
 
 
 def _validate_relay(relay: RelayConfig) -> None:
-    try:
-        port = relay.port
-    except ValueError:
-        raise ConfigError(f"[relay] listen: expected HOST:PORT, got {relay.listen!r}") from None
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"[relay] listen: port {port} out of range")
+    _check_listen("relay", relay.listen)
     if relay.dingtalk_msgtype not in ("text", "markdown"):
         raise ConfigError(f"[relay] dingtalk_msgtype: expected text or markdown, got {relay.dingtalk_msgtype!r}")
     if relay.max_attempts < 1:

@@ -34,6 +34,9 @@ def test_file_then_environment_override(tmp_path):
     [
         ("[ingest]\nlisten = 5\n", {}, "[ingest] listen: expected str"),
         ("[ingest]\nlisten = \"x:y\"\n", {}, "[ingest] listen: expected HOST:PORT"),
+        ("[ingest]\nlisten = \":70000\"\n", {}, "[ingest] listen: port 70000 out of range"),
+        ("", {"GKJK_RELAY_LISTEN": "relay"}, "[relay] listen: expected HOST:PORT"),
+        ("[relay]\nlisten = \"127.0.0.1:-1\"\n", {}, "[relay] listen: port -1 out of range"),
         ("[ingets]\n", {}, "unknown section(s): ingets"),
         ("[influx]\nurll = \"x\"\n", {}, "[influx] unknown key(s): urll"),
         ("", {"GKJK_INGEST_WORKERS": "two"}, "[ingest] workers: expected int"),
