@@ -61,9 +61,13 @@ class Intake:
         messages = []
         for (alert, found), stored in zip(addressed, texts):
             values = rendering.context(alert, registry, stored, self.timezone)
+            payloads: dict[str, dict[str, Any]] = {}  # channel -> payload, rendered once for all its addresses
             for target in found:
-                payload = (rendering.dingtalk_body(values, self.relay.dingtalk_msgtype) if target.channel == "dingtalk"
-                           else {"params": rendering.sms_params(values)})
+                payload = payloads.get(target.channel)
+                if payload is None:
+                    payload = payloads[target.channel] = (
+                        rendering.dingtalk_body(values, self.relay.dingtalk_msgtype) if target.channel == "dingtalk"
+                        else {"params": rendering.sms_params(values)})
                 messages.append(NewMessage(message_key(alert, target), target.channel, target.address, payload))
         queued = self.outbox.add(messages, self.reactor.seconds())
         log.info("{recipient}: {alerts} alert(s), {queued} message(s) queued, {dup} already known",
