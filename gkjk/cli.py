@@ -112,6 +112,31 @@ def cmd_carbon_replaced(args: argparse.Namespace) -> None:
     task.react(lambda reactor: Deferred.fromCoroutine(store(reactor)))
 
 
+def cmd_dead_letters_list(args: argparse.Namespace) -> None:
+    from ingest_twisted import deadletter
+
+    sys.exit(deadletter.list_command(_config(args).spool.path, sys.stdout))
+
+
+def cmd_dead_letters_replay(args: argparse.Namespace) -> None:
+    from twisted.internet import task
+
+    from ingest_twisted import deadletter
+    from ingest_twisted.server import influx_client
+
+    config = _config(args)
+
+    async def replay(reactor) -> None:
+        client = influx_client(config, reactor)
+        try:
+            code = await deadletter.replay_command(config.spool.path, client, args.dry_run, sys.stdout, sys.stderr)
+        finally:
+            await client.close()
+        raise SystemExit(code)
+
+    task.react(replay)
+
+
 def cmd_registry_check(args: argparse.Namespace) -> None:
     from gkjk.registry import RegistryError, load_registry
 
@@ -290,6 +315,18 @@ def build_parser() -> argparse.ArgumentParser:
     template.add_argument("--industry", required=True, help="industry, e.g. 工业涂装 (docs/registry.md)")
     template.add_argument("--out", help="write to this file instead of standard output")
     template.set_defaults(func=cmd_registry_template)
+
+    dead_letters = commands.add_parser("dead-letters",
+                                       help="batches InfluxDB refused as bad data (docs/ingest.md, Dead letters)")
+    dead_letters_commands = dead_letters.add_subparsers(dest="dead_letters_command", required=True)
+    dead_letters_list = dead_letters_commands.add_parser("list", parents=[common],
+                                                         help="print every worker's dead-lettered batches and totals")
+    dead_letters_list.set_defaults(func=cmd_dead_letters_list)
+    dead_letters_replay = dead_letters_commands.add_parser(
+        "replay", parents=[common], help="post the batches again; remove the accepted ones (exit 1 if any is left)")
+    dead_letters_replay.add_argument("--dry-run", action="store_true",
+                                     help="post nothing, change nothing; print what would be posted")
+    dead_letters_replay.set_defaults(func=cmd_dead_letters_replay)
 
     carbon = commands.add_parser("carbon", help="activated-carbon records (docs/plugins.md)")
     carbon_commands = carbon.add_subparsers(dest="carbon_command", required=True)

@@ -13,7 +13,8 @@ whatever the backlog), POSTs them one at a time, and commits the checkpoint
 after each success. Retryable failures back off exponentially and retry the
 same batch, so order is kept; a 404 creates the database first; a batch
 InfluxDB refuses as bad data goes to a dead-letter file (line protocol with a
-``#`` comment header, re-postable as is) and is counted. Replaying a batch
+``#`` comment header, re-postable as is; ``gkjk dead-letters replay``, see
+ingest_twisted/deadletter.py) and is counted. Replaying a batch
 after a crash is harmless: InfluxDB overwrites a point with the same series
 and timestamp.
 """
@@ -32,6 +33,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
+from ingest_twisted.deadletter import append_record, format_record
 from ingest_twisted.influx import (
     InfluxBadRequestError,
     InfluxClient,
@@ -284,10 +286,9 @@ class DurableWriter:
 
     async def _dead_letter(self, body: bytes, lines: int, exc: InfluxBadRequestError) -> None:
         """Keep a refused batch (and why) so nothing is silently lost; fsync'd before the commit."""
-        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         reason = " ".join(str(exc).split())
-        record = f"# {when} lines={lines} status={exc.status} error={reason}\n".encode() + body + b"\n"
-        await self._in_thread(_append_durably, self.dead_letter_path, record)
+        record = format_record(body, lines, exc.status, reason)
+        await self._in_thread(append_record, self.dead_letter_path, record)
         self._stats.dead_lettered_batches += 1
         self._stats.dead_lettered_lines += lines
         log.error(
@@ -337,10 +338,3 @@ def _settled(d: Deferred[Any]) -> Deferred[None]:
 
     d.addBoth(passthrough)
     return done
-
-
-def _append_durably(path: Path, data: bytes) -> None:
-    with open(path, "ab") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
