@@ -59,7 +59,8 @@ class Connection:
         self.frames = frames
         self.window = window
         self.next = 0
-        self.in_flight: dict[bytes, float] = {}
+        self.in_flight: dict[bytes, float] = {}  # QN -> wall-clock time its send() began
+        self.unsent: list[bytes] = []  # QNs in `out` whose send() has not begun
         self.out = bytearray()
         self.inbuf = b""
         self.acked = 0
@@ -67,15 +68,25 @@ class Connection:
     def can_send(self) -> bool:
         return self.next < len(self.frames) and len(self.in_flight) < self.window
 
-    def queue_one(self, now: float) -> None:
-        """Queue the next frame; ``now`` is wall-clock time (time.time()), as kernel timestamps are."""
+    def queue_one(self) -> None:
         qn, frame = self.frames[self.next]
         self.next += 1
-        self.in_flight[qn] = now
+        self.in_flight[qn] = 0.0
+        self.unsent.append(qn)
         self.out += frame
 
     def flush(self) -> bool:
-        """Send what the socket takes; True if output is left over."""
+        """Send what the socket takes; True if output is left over.
+
+        An upload's latency starts here, just before the send() that hands it to the kernel, in wall-clock time as
+        the kernel's receive timestamps are: time this process spent before getting to it (its turn on a core,
+        the sends to other connections) is the load generator's, not the server's.
+        """
+        if self.unsent:
+            now = time.time()
+            for qn in self.unsent:
+                self.in_flight[qn] = now
+            self.unsent.clear()
         if self.out:
             try:
                 sent = self.sock.send(self.out)
@@ -135,7 +146,6 @@ def run(args: argparse.Namespace) -> dict:
         now = time.monotonic()
         if now >= deadline:
             break
-        stamp = time.time()
         allowed = int((now - began) * args.rate) - sent if args.rate else 1 << 30
         while allowed > 0:
             progressed = False
@@ -143,7 +153,7 @@ def run(args: argparse.Namespace) -> dict:
                 connection = connections[turn % len(connections)]
                 turn += 1
                 if connection.can_send():
-                    connection.queue_one(stamp)
+                    connection.queue_one()
                     dirty.add(connection)
                     sent += 1
                     allowed -= 1

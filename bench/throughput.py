@@ -9,7 +9,9 @@ fsync and writes one point per packet to InfluxDB.
 2. Full load: load generators as fast as acknowledgements come back; the
    sustained rate counts until every acknowledged record is in InfluxDB.
 3. Half load: the same at half the sustained rate, for the ack latency.
-4. Half the target: the same at half of `--target` (issue 2 asks for p99 < 50 ms at half of 20,000/s).
+4. Half the target: the same at half of `--target` (issue 2 asks for p99 < 50 ms at half of 20,000/s),
+   `--repeats` times; the run with the median p99 is reported, with every run's p99 beside it, because one
+   20 s run on a shared machine can catch a slow spell of its neighbours.
 
     python bench/throughput.py [--seconds 20] [--workers 2] [--devices 1000]
 
@@ -194,6 +196,7 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--loadgens", type=int, default=2)
     parser.add_argument("--target", type=float, default=20000.0, help="target packets/s; latency is also measured at half")
+    parser.add_argument("--repeats", type=int, default=3, help="paced runs at half the target (median reported)")
     parser.add_argument("--no-report", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args()
 
@@ -223,8 +226,9 @@ def main() -> None:
             half_rate, target_half = sustained / 2, args.target / 2
             half = paced(influx, server, devices_file, args.loadgens, per_process, args.seconds, half_rate,
                          start_day=1000)
-            target = paced(influx, server, devices_file, args.loadgens, per_process, args.seconds, target_half,
-                           start_day=2000)
+            runs = sorted((paced(influx, server, devices_file, args.loadgens, per_process, args.seconds, target_half,
+                                 start_day=2000 + 1000 * i) for i in range(args.repeats)), key=lambda run: run.p99)
+            target = runs[len(runs) // 2]
         finally:
             server.stop()
 
@@ -248,7 +252,8 @@ def main() -> None:
 | half load: ack latency p99 inside the server (read -> 9014 written, worst 5 s interval) | {half.server_p99:.1f} ms |
 | half load: CPU cores used by server / InfluxDB / load generators (of 2) | {half.server_cores:.2f} / {half.influx_cores:.2f} / {half.loadgen_cores:.2f} |
 | half the target ({target_half:,.0f}/s offered, new records): acknowledged | {target.acked:,.0f} packets/s |
-| half the target: ack latency p50 / p99 seen by the load generators (after the first {WARMUP:g} s) | {target.p50:.1f} ms / {target.p99:.1f} ms |
+| half the target: ack latency p50 / p99 seen by the load generators (after the first {WARMUP:g} s), run with the median p99 of {args.repeats} | {target.p50:.1f} ms / {target.p99:.1f} ms |
+| half the target: p99 of each run, in ascending order | {" / ".join(f"{run.p99:.1f}" for run in runs)} ms |
 | half the target: ack latency p99 over the whole run | {target.p99_all:.1f} ms |
 | half the target: ack latency p99 inside the server | {target.server_p99:.1f} ms |
 | half the target: CPU cores used by server / InfluxDB / load generators (of 2) | {target.server_cores:.2f} / {target.influx_cores:.2f} / {target.loadgen_cores:.2f} |
