@@ -28,7 +28,7 @@ import yaml
 from gkjk import grafana
 from gkjk.grafana import quality
 from gkjk.config import InfluxConfig, RelayConfig
-from gkjk.grafana.alerting import SERIES, contact_points, open_alarm_query
+from gkjk.grafana.alerting import GROUP, PLATFORM_GROUP, SCOPE, SERIES, contact_points, open_alarm_query
 from gkjk.grafana.common import ALL_VALUE
 from gkjk.grafana.expand import expand
 from gkjk.influxd import InfluxServer
@@ -83,36 +83,43 @@ def test_alerting_files_are_version_1_with_known_sections():
 
 
 def test_rule_groups_follow_the_schema():
-    [group] = ALERTING["rules.yaml"]["groups"]
-    assert set(group) <= GROUP_KEYS and group["name"] and group["orgId"] == 1
-    assert group["folder"] == FOLDER  # the dashboards' folder
-    assert seconds(group["interval"]) == 60
+    groups = ALERTING["rules.yaml"]["groups"]
+    assert [g["name"] for g in groups] == [GROUP, PLATFORM_GROUP]
     uids, titles = [], []
-    for rule in group["rules"]:
-        assert set(rule) <= RULE_KEYS and {"uid", "title", "condition", "data"} <= set(rule), rule["title"]
-        uids.append(rule["uid"])
-        titles.append(rule["title"])
-        assert UID.match(rule["uid"]), rule["uid"]
-        assert rule["noDataState"] == "OK", "no alarm data at all is no alert"
-        assert rule["execErrState"] in {"Error", "Alerting", "OK"} and rule["execErrState"] != "Alerting"
-        assert seconds(rule["for"]) == 0
-        assert isinstance(rule["annotations"]["summary"], str) and re.search("[\u4e00-\u9fff]", rule["title"])
-        assert all(isinstance(v, str) for v in [*rule["annotations"].values(), *rule["labels"].values()])
-        refs = [query["refId"] for query in rule["data"]]
-        assert len(set(refs)) == len(refs) and rule["condition"] in refs
-        for number, query in enumerate(rule["data"]):
-            assert set(query) <= QUERY_KEYS and query["model"]["refId"] == query["refId"]
-            window = query["relativeTimeRange"]
-            assert set(window) == {"from", "to"} and window["from"] >= window["to"] >= 0
-            if query["datasourceUid"] == "__expr__":
-                assert query["model"]["type"] in {"reduce", "threshold", "math", "resample", "classic_conditions"}
-                assert query["model"]["expression"] in refs[:number], "an expression reads an earlier query"
+    for group in groups:
+        assert set(group) <= GROUP_KEYS and group["name"] and group["orgId"] == 1
+        assert group["folder"] == FOLDER  # the dashboards' folder
+        assert seconds(group["interval"]) == 60
+        for rule in group["rules"]:
+            assert set(rule) <= RULE_KEYS and {"uid", "title", "condition", "data"} <= set(rule), rule["title"]
+            uids.append(rule["uid"])
+            titles.append(rule["title"])  # alertname: unique in the folder
+            assert UID.match(rule["uid"]), rule["uid"]
+            if group["name"] == GROUP:
+                assert rule["noDataState"] == "OK", "no alarm data at all is no alert"
+                assert seconds(rule["for"]) == 0
             else:
-                assert query["datasourceUid"] in DATASOURCE_UIDS and window["from"] > 0
-                assert query["model"]["datasource"]["uid"] == query["datasourceUid"]
-                assert query["model"]["rawQuery"] and query["model"]["query"]
-        dashboard = next(d for d in DASHBOARDS.values() if d["uid"] == rule["dashboardUid"])
-        assert rule["panelId"] in {p["id"] for p in dashboard["panels"]}
+                assert rule["labels"][SCOPE[0]] == SCOPE[1] and rule["labels"]["severity"] in {"high", "medium", "low"}
+                assert rule["noDataState"] in {"OK", "Alerting", "NoData"} and seconds(rule["for"]) <= 300
+                assert re.search("[\u4e00-\u9fff]", rule["annotations"]["description"])
+            assert rule["execErrState"] in {"Error", "Alerting", "OK"} and rule["execErrState"] != "Alerting"
+            assert isinstance(rule["annotations"]["summary"], str) and re.search("[\u4e00-\u9fff]", rule["title"])
+            assert all(isinstance(v, str) for v in [*rule["annotations"].values(), *rule["labels"].values()])
+            refs = [query["refId"] for query in rule["data"]]
+            assert len(set(refs)) == len(refs) and rule["condition"] in refs
+            for number, query in enumerate(rule["data"]):
+                assert set(query) <= QUERY_KEYS and query["model"]["refId"] == query["refId"]
+                window = query["relativeTimeRange"]
+                assert set(window) == {"from", "to"} and window["from"] >= window["to"] >= 0
+                if query["datasourceUid"] == "__expr__":
+                    assert query["model"]["type"] in {"reduce", "threshold", "math", "resample", "classic_conditions"}
+                    assert query["model"]["expression"] in refs[:number], "an expression reads an earlier query"
+                else:
+                    assert query["datasourceUid"] in DATASOURCE_UIDS and window["from"] > 0
+                    assert query["model"]["datasource"]["uid"] == query["datasourceUid"]
+                    assert query["model"]["rawQuery"] and query["model"]["query"]
+            dashboard = next(d for d in DASHBOARDS.values() if d["uid"] == rule["dashboardUid"])
+            assert rule["panelId"] in {p["id"] for p in dashboard["panels"]}
     assert len(set(uids)) == len(uids) and len(set(titles)) == len(titles)
 
 
@@ -176,8 +183,12 @@ def test_policies_follow_the_schema():
     for route in _walk(root):
         assert set(route) <= ROUTE_KEYS and route["receiver"] in receivers
         for matcher in route.get("object_matchers", []):
-            assert len(matcher) == 3 and matcher[1] in {"=", "!=", "=~", "!~"} and matcher[0] in SERIES
-    assert all(route["continue"] is True for route in root["routes"])
+            assert len(matcher) == 3 and matcher[1] in {"=", "!=", "=~", "!~"} and matcher[0] in {*SERIES, SCOPE[0]}
+    # Platform alerts first, to the bureau only; every other route continues to the next.
+    platform, *alarms = root["routes"]
+    assert platform["object_matchers"] == [[SCOPE[0], "=", SCOPE[1]]] and platform["continue"] is False
+    assert set(platform["group_by"]) == {"alertname", "host", "worker"}
+    assert all(route["continue"] is True for route in alarms)
     assert set(root["group_by"]) <= {"alertname", "grafana_folder", *SERIES}
     wait, interval, repeat = (seconds(root[k]) for k in ("group_wait", "group_interval", "repeat_interval"))
     assert wait + interval <= 60 and interval <= repeat, "an alarm reaches its recipients within a minute"
@@ -210,6 +221,17 @@ def test_every_alarm_reaches_its_enterprise_county_branch_and_the_bureau():
     assert route(root, {"alertname": "DatasourceError", "rulename": "高级别工况告警"}) == {"生态环境局"}
 
 
+def test_platform_alerts_reach_the_bureau_only():
+    [root] = ALERTING["policies.yaml"]["policies"]
+    [group] = [g for g in ALERTING["rules.yaml"]["groups"] if g["name"] == PLATFORM_GROUP]
+    ent = next(iter(DEMO.enterprises.values()))
+    for rule in group["rules"]:
+        labels = {"alertname": rule["title"], **rule["labels"], "host": "ingest-01", "worker": "0"}
+        assert route(root, labels) == {"生态环境局"}
+        # Even a platform alert that carried an enterprise's labels would not reach the enterprise.
+        assert route(root, {**labels, "ent": ent.id, "county": ent.county}) == {"生态环境局"}
+
+
 def test_templates_define_what_the_contact_points_use():
     [template] = ALERTING["templates.yaml"]["templates"]
     assert set(template) <= TEMPLATE_KEYS and template["name"]
@@ -222,6 +244,11 @@ def test_templates_define_what_the_contact_points_use():
     opened = len(re.findall(r"\{\{-? *(?:define|if|range|with) ", text))
     assert opened == len(re.findall(r"\{\{-? *end *-?\}\}", text)), "every block ends"
     assert text.count("{{") == text.count("}}") and "告警" in text and "已恢复" in text
+    # Platform alerts (no ent/fac/rule): their rule title, summary, description and dashboard link.
+    assert f'eq .Labels.{SCOPE[0]} "{SCOPE[1]}"' in text and f'eq .CommonLabels.{SCOPE[0]} "{SCOPE[1]}"' in text
+    for needed in (".Labels.alertname", ".Annotations.summary", ".Annotations.description", ".DashboardURL",
+                   ".CommonLabels.host", "平台运行状态", "【平台告警】"):
+        assert needed in text, needed
 
 
 def test_quality_dashboard_is_generated():
@@ -427,7 +454,7 @@ EXPECTED_ALERTS = {
 }
 
 
-@pytest.mark.parametrize("rule", ALERTING["rules.yaml"]["groups"][0]["rules"], ids=lambda r: r["uid"])
+@pytest.mark.parametrize("rule", ALERTING["rules.yaml"]["groups"][0]["rules"], ids=lambda r: r["uid"])  # 工况告警
 def test_alert_rule_fires_for_open_alarms_only(loaded, rule):
     influx, db = loaded
     [query] = [q for q in rule["data"] if q["datasourceUid"] != "__expr__"]

@@ -5,16 +5,23 @@ its own (the test stops it for a while). Two data loggers upload and stay connec
 frames with a bad CRC; a string value planted in `rtd` makes InfluxDB refuse a batch (400: dead-lettered); and
 InfluxDB is down for three seconds while the loggers upload (the spool backs up, the writer retries). Each panel
 query, expanded as Grafana expands it, must return the series the panel is meant to show.
+
+The platform alert rules (group 平台告警 of rules.yaml) run on the same data, evaluated as Grafana evaluates them at
+a given moment: `$timeFilter` as Grafana's InfluxQL backend writes it for an alert query (`time > <from>ms and
+time < <to>ms`, the rule's relativeTimeRange before that moment), then the rule's own reduce and threshold. Each
+must be false on the healthy data and true on the unhealthy case; the last test stops the server.
 """
 
 from __future__ import annotations
 
 import json
+import operator
 import re
 import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -22,7 +29,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from gkjk import grafana
 from gkjk.config import InfluxConfig
-from gkjk.grafana import platform
+from gkjk.grafana import alerting, platform
 from gkjk.grafana.common import ALL_VALUE
 from gkjk.grafana.expand import expand
 from gkjk.influxd import InfluxServer
@@ -56,8 +63,25 @@ def _bad_crc(logger: Logger) -> bytes:
     return frame[:-6] + (b"0000" if frame[-6:-2] != b"0000" else b"FFFF") + frame[-2:]
 
 
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class Run:
+    """The module's ingest run: its InfluxDB, database, server, and when things happened (epoch ms)."""
+
+    influx: InfluxServer
+    db: str
+    server: ServerProcess
+    started: int = 0  # the server listening
+    outage: int = 0  # InfluxDB stopped
+    restarted: int = 0  # InfluxDB started again
+    drained: int = 0  # every spool empty again, nothing more to write
+
+
 @pytest.fixture(scope="module")
-def metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InfluxServer, str]]:
+def platform_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     workdir = tmp_path_factory.mktemp("platform")
     influx = InfluxServer(workdir / "influxd")  # its own: the test stops it
     influx.start()
@@ -65,6 +89,7 @@ def metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InfluxSe
     influx.query(f'CREATE DATABASE "{db}"')
     server = ServerProcess(workdir / "server", influx.url, db, ingest={"workers": 2}, metrics={"interval": 0.5},
                            spool={"flush_interval": 0.05})
+    run_ = Run(influx, db, server)
     loggers: list[Logger] = []
     try:
         now = datetime.now(ZoneInfo("Asia/Shanghai")).replace(tzinfo=None, second=0, microsecond=0)
@@ -73,6 +98,7 @@ def metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InfluxSe
                       .astimezone(timezone.utc).timestamp())
         influx.write(f'rtd,mn=planted i33200-Rtd="text" {planted}'.encode(), db, precision="s")
         server.start()
+        run_.started = now_ms()
         loggers = [Logger(server.port, FOUNDRY_MN, FOUNDRY_PW), Logger(server.port, COATING_MN, COATING_PW)]
         for logger in loggers:
             logger.upload_minutes(now - timedelta(hours=1), MINUTES, {"i33200": {"Rtd": "20"}})
@@ -83,10 +109,12 @@ def metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InfluxSe
             noisy.send_raw(_bad_crc(noisy))
             time.sleep(1.2)
         noisy.close()
+        run_.outage = now_ms()
         influx.stop()
         for logger in loggers:  # acknowledged from the spool while InfluxDB is down
             logger.upload_minutes(now, MINUTES, {"i33200": {"Rtd": "20"}})
         time.sleep(3)
+        run_.restarted = now_ms()
         influx.start()
         restarted = time.time_ns()
 
@@ -96,12 +124,19 @@ def metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InfluxSe
             return len(newest) == 20 and not any(r["writer_spool_records"] for r in newest)
 
         _wait("the spool to drain", steady, timeout=60)
-        yield influx, db
+        run_.drained = now_ms()
+        time.sleep(3)  # healthy reports (every 0.5 s) after that, for the alert rules
+        yield run_
     finally:
         for logger in loggers:
             logger.close()
         server.stop()
         influx.close()
+
+
+@pytest.fixture(scope="module")
+def metrics(platform_run: Run) -> tuple[InfluxServer, str]:
+    return platform_run.influx, platform_run.db
 
 
 def rows(series: list[dict]) -> list[dict]:
@@ -236,3 +271,94 @@ def test_host_variable_offers_the_reporting_hosts(metrics):
     influx, db = metrics
     [variable] = dashboard()["templating"]["list"]
     assert {r["value"] for r in rows(run(influx, db, expand(variable["query"], {})))} == {socket.gethostname()}
+
+
+# --- platform alert rules ----------------------------------------------------------------------------------------
+
+RULES = {rule["uid"].removeprefix("gkjk-platform-"): rule for rule in alerting.platform_rules()}
+EVALUATORS = {"gt": operator.gt, "lt": operator.lt}
+
+
+def evaluate(run_: Run, rule: dict, at: int, window: float | None = None) -> dict[tuple, bool]:
+    """{labels: firing} of `rule` evaluated at `at` (epoch ms) over its relativeTimeRange (or `window` seconds):
+    query A with Grafana's alert time filter, reduce B (last, nulls dropped), threshold C. {} is no data."""
+    query, reduce, threshold = (next(q["model"] for q in rule["data"] if q["refId"] == ref) for ref in "ABC")
+    assert (reduce["type"], reduce["reducer"], reduce["settings"]["mode"], threshold["type"], rule["condition"]) == \
+        ("reduce", "last", "dropNN", "threshold", "C")
+    seconds = window or next(q for q in rule["data"] if q["refId"] == "A")["relativeTimeRange"]["from"]
+    text = expand(query["query"], {}, time_filter=f"time > {at - round(seconds * 1000)}ms and time < {at}ms")
+    [condition] = threshold["conditions"]
+    test, [limit] = EVALUATORS[condition["evaluator"]["type"]], condition["evaluator"]["params"]
+    result = {}
+    for s in run(run_.influx, run_.db, text):
+        values = [v for row in s["rows"] for k, v in row.items() if k != "time" and v is not None]
+        result[tuple(sorted(s["tags"].items()))] = test(values[-1], limit)
+    return result
+
+
+HOST = (("host", socket.gethostname()),)
+
+
+def test_platform_rules_link_their_panels():
+    panels = {p["id"]: p["title"] for p in dashboard()["panels"]}
+    assert {uid: panels[r["panelId"]] for uid, r in RULES.items()} == {
+        "silent": "各工作进程最新状态", "spool": "写入积压", "retries": "写入重试与死信",
+        "dead-letters": "写入重试与死信", "ack-latency": "应答延迟"}
+    assert {uid: (r["noDataState"], r["for"]) for uid, r in RULES.items()} == {
+        "silent": ("Alerting", "0s"), "spool": ("OK", "5m"), "retries": ("OK", "5m"),
+        "dead-letters": ("OK", "0s"), "ack-latency": ("OK", "5m")}
+
+
+def test_spool_rule_fires_while_influxdb_is_down(platform_run):
+    rule = RULES["spool"]
+    assert evaluate(platform_run, rule, now_ms()) == {HOST: False}  # drained
+    # A 20,000-record backlog takes too long to build here: the rule with a threshold the 3-second outage
+    # exceeds (2 loggers x 21 uploads acknowledged from the spool), healthy data staying below even that.
+    low = next(r for r in alerting.platform_rules(spool_records=20) if r["uid"] == rule["uid"])
+    assert evaluate(platform_run, low, platform_run.restarted) == {HOST: True}
+    assert evaluate(platform_run, low, now_ms()) == {HOST: False}
+    assert evaluate(platform_run, low, platform_run.outage) == {HOST: False}  # before the outage
+
+
+def test_retries_rule_fires_after_failed_writes(platform_run):
+    rule = RULES["retries"]
+    # The run is seconds long, the rule's window 5 minutes: windows of the run's timeline instead.
+    outage = (platform_run.drained + 2000 - platform_run.outage) / 1000
+    assert evaluate(platform_run, rule, platform_run.drained + 2000, window=outage) == {HOST: True}
+    assert evaluate(platform_run, rule, platform_run.outage, window=(platform_run.outage - platform_run.started)
+                    / 1000) == {HOST: False}  # up to the outage: no retry
+    healthy = (now_ms() - platform_run.drained) / 1000  # since the spool drained: seconds of healthy reports
+    assert evaluate(platform_run, rule, now_ms(), window=healthy) == {HOST: False}
+
+
+def test_dead_letter_rule_fires_per_worker_for_refused_batches(platform_run):
+    rule = RULES["dead-letters"]
+    fired = evaluate(platform_run, rule, platform_run.drained + 2000,
+                     window=(platform_run.drained + 2000 - platform_run.started) / 1000)
+    assert set(fired) == {(*HOST, ("worker", w)) for w in ("0", "1")} and any(fired.values())
+    healthy = (now_ms() - platform_run.drained) / 1000
+    assert evaluate(platform_run, rule, now_ms(), window=healthy) == {(*HOST, ("worker", w)): False
+                                                                    for w in ("0", "1")}
+
+
+def test_ack_latency_rule(platform_run):
+    rule = RULES["ack-latency"]
+    assert evaluate(platform_run, rule, platform_run.drained) == {HOST: False}  # milliseconds here
+    # The query and its threshold are the rule's: with a threshold the run's latencies exceed, it fires.
+    low = next(r for r in alerting.platform_rules(ack_p99_ms=0.001) if r["uid"] == rule["uid"])
+    assert evaluate(platform_run, low, platform_run.drained) == {HOST: True}
+
+
+def test_silent_rule_fires_two_minutes_after_the_server_stops(platform_run):
+    """Runs last: it stops the server. Grafana's evaluations after the stop are the moments after it."""
+    rule = RULES["silent"]
+    assert evaluate(platform_run, rule, now_ms()) == {HOST: False}
+    platform_run.server.stop()
+    stopped = now_ms()
+    time.sleep(1.0)
+    assert evaluate(platform_run, rule, stopped + 100_000) == {HOST: False}  # not yet 2 minutes
+    assert evaluate(platform_run, rule, stopped + 151_000) == {HOST: True}  # 2 to 2.5 minutes: always
+    assert evaluate(platform_run, rule, stopped + 3_600_000) == {HOST: True}
+    # A day later the host is out of the range: no data at all, which the rule's noDataState makes an alert.
+    assert evaluate(platform_run, rule, stopped + 86_400_000 + 60_000) == {}
+    assert rule["noDataState"] == "Alerting"

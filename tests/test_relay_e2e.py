@@ -26,12 +26,14 @@ from pathlib import Path
 
 import pytest
 
+from gkjk.grafana.alerting import platform_rules
 from gkjk.influxd import free_port
 from gkjk_process import ROOT, write_config
 
 FOUNDRY, COATING = "91320682MA1WX0001W", "91320682MA1WX00020"
 TOKEN = "grafana-relay-test-token"
-ROBOT_SECRETS = {"robotfoundry": "SECdefault0123", "robotcounty": "SECcounty4567", "robotcoating": "SECdefault0123"}
+ROBOT_SECRETS = {"robotfoundry": "SECdefault0123", "robotcounty": "SECcounty4567", "robotcoating": "SECdefault0123",
+                 "robotbureau": "SECdefault0123"}
 ALIYUN_ID, ALIYUN_SECRET = "LTAItestid", "testsecret-for-relay"
 STORED_MESSAGE = "如皋市测试铸造有限公司：生产设施 中频炉 运行中，治污设施 布袋除尘风机 已停运 5 分钟"
 
@@ -324,6 +326,51 @@ def test_grafana_notification_reaches_dingtalk_and_sms_signed(relay_factory, rec
     county_text = json.loads(dingtalk.requests[1].body)["markdown"]["text"]
     assert "如皋市测试涂装有限公司：蓄热式焚烧炉燃烧温度不足" in county_text  # no stored text: the template's
     assert all(r.verified for r in dingtalk.requests + aliyun.requests)
+
+
+def platform_alert(check: str, status: str = "firing", **labels: str) -> dict:
+    """An alert of a generated platform rule (labels as the rule sets them, alertname = its title) for a host,
+    its annotations as Grafana renders the rule's templates."""
+    [rule] = [r for r in platform_rules() if r["uid"] == f"gkjk-platform-{check}"]
+    body = alert(status=status)
+    body["labels"] = {"alertname": rule["title"], **rule["labels"], "grafana_folder": "工况监控", **labels}
+    body["annotations"] = {"summary": f"主机 {labels['host']} {rule['title']}",
+                           "description": f"{rule['title']}：请检查主机 {labels['host']}。"}
+    body["fingerprint"] = f"platform-{check}-{status}"
+    return body
+
+
+def test_platform_alert_reaches_the_bureau_worded_from_its_rule_and_host(relay_factory, receivers):
+    """Platform alerts have no enterprise: the bureau's robot and phones get the rule, the host and the rule's
+    description; no InfluxDB alarm text is looked for."""
+    dingtalk, aliyun = receivers
+    robot = "https://oapi.dingtalk.com/robot/send?access_token=robotbureau"
+    relay = relay_factory(bureau_dingtalk=robot, bureau_phones="13800000010, 0513-1234567")
+    alerts = [platform_alert("silent", host="ingest-01"),
+              platform_alert("dead-letters", host="ingest-01", worker="1"),
+              platform_alert("silent", status="resolved", host="ingest-02")]
+    assert relay.post("bureau", alerts) == (200, {"queued": 6, "duplicates": 0})
+    relay.wait_for(lambda h: h["sent"] == 6)
+    time.sleep(0.3)
+    assert all(r.verified and r.query["access_token"] == "robotbureau" for r in dingtalk.requests)
+    markdown = {json.loads(r.body)["markdown"]["title"]: json.loads(r.body)["markdown"]["text"]
+                for r in dingtalk.requests}
+    assert set(markdown) == {"工况告警：采集服务无上报（告警）", "工况告警：InfluxDB 拒收数据（告警）",
+                             "工况告警：采集服务无上报（已恢复）"}
+    silent = markdown["工况告警：采集服务无上报（告警）"]
+    assert silent.startswith("#### 工况告警：采集服务无上报（告警）\n\n采集服务无上报：请检查主机 ingest-01。\n\n")
+    assert "- 主机：ingest-01\n- 级别：高\n- 开始：2026-11-23 08:15\n" in silent
+    assert "企业" not in silent and "设施" not in silent and "区县" not in silent
+    assert "- 主机：ingest-01（工作进程 1）\n" in markdown["工况告警：InfluxDB 拒收数据（告警）"]
+    assert "- 主机：ingest-02\n" in markdown["工况告警：采集服务无上报（已恢复）"]
+    assert "- 恢复：2026-11-23 09:00" in markdown["工况告警：采集服务无上报（已恢复）"]
+    assert all(r.verified and sms_fields(r)["PhoneNumbers"] == "13800000010" for r in aliyun.requests)
+    params = sorted((json.loads(sms_fields(r)["TemplateParam"]) for r in aliyun.requests), key=json.dumps)
+    assert params == sorted([
+        {"enterprise": "工况监控平台", "facility": "主机 ingest-01", "alarm": "采集服务无上报", "state": "告警"},
+        {"enterprise": "工况监控平台", "facility": "主机 ingest-01", "alarm": "InfluxDB 拒收数据", "state": "告警"},
+        {"enterprise": "工况监控平台", "facility": "主机 ingest-02", "alarm": "采集服务无上报", "state": "已恢复"},
+    ], key=json.dumps)
 
 
 def test_bad_token_is_refused_and_nothing_queued(relay_factory, receivers):

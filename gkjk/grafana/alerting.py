@@ -1,9 +1,11 @@
-"""Grafana Alerting file provisioning (apiVersion 1): alert rules over the `alarm` measurement, webhook contact
-points to the notification relay (`gkjk relay`), the routing tree and Chinese notification templates.
+"""Grafana Alerting file provisioning (apiVersion 1): alert rules over the `alarm` measurement and over the ingest
+workers' self-metrics (`gkjk_ingest`), webhook contact points to the notification relay (`gkjk relay`), the routing
+tree and Chinese notification templates.
 
 The rule engine decides what is an alarm (durations, hold-off, retractions); Grafana only turns each open alarm
-episode into an alert instance and routes it to the enterprise, its county branch and the bureau. Contract with
-the relay: docs/grafana.md, *Alerting*.
+episode into an alert instance and routes it to the enterprise, its county branch and the bureau. The platform
+rules watch the ingest service itself and go to the bureau only. Contract with the relay: docs/grafana.md,
+*Alerting*.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from urllib.parse import quote
 from grafana_foundation_sdk.builders import expr
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
+from gkjk.grafana import platform
 from gkjk.grafana.alarms import SEVERITY
 from gkjk.grafana.alarms import UID as ALARMS_UID
 from gkjk.grafana.influxql import DATASOURCE
@@ -36,6 +39,38 @@ TIMING = {"group_by": ["alertname", "ent", "fac", "rule"], "group_wait": "0s", "
           "repeat_interval": "2h"}
 TOKEN = "$__env{GKJK_RELAY_TOKEN}"  # Grafana expands it from its environment: no secret in the file
 
+# Platform health: rules over `gkjk_ingest`, labelled scope=platform and routed to the bureau only.
+PLATFORM_GROUP = "平台告警"
+SCOPE = ("scope", "platform")  # the label that tells platform alerts from enterprise alarms (routing, templates)
+# One notification per check and host (and worker, for dead letters).
+PLATFORM_GROUP_BY = ["alertname", "host", "worker"]
+# 采集服务无上报: a worker reports every `[metrics] interval` (10 s by default), so two minutes without a point
+# from any worker of a host is a stopped service (or writes that no longer reach InfluxDB), not jitter. Points
+# are counted in 30 s buckets: the current bucket and the 4 before it, 2 to 2.5 minutes.
+SILENT_SECONDS = 120
+SILENT_BUCKET_SECONDS = 30
+# A host that has not reported for this long drops out of the query's answer (its alert resolves as a missing
+# series): long enough to keep an overnight outage alerting, short enough for a retired host to go away.
+SILENT_LOOKBACK_SECONDS = 86400
+# 写入积压增长: records in the spools of a host's workers, not yet in InfluxDB. A healthy writer sends a batch
+# as soon as it holds `[spool] batch_max_lines` (5,000) or after `flush_interval` (0.2 s), so a host keeps about a
+# batch per worker at most; 20,000 records held for 5 minutes means InfluxDB takes less than arrives.
+SPOOL_RECORDS = 20_000
+SPOOL_FOR = "5m"
+# InfluxDB 写入失败: write retries (connection errors, timeouts, 5xx) in every 5-minute window for 5 minutes, so
+# a restart of InfluxDB (a few retries, then success) does not page anyone; an outage stops the metrics too and
+# is reported by 采集服务无上报 (and by Grafana's DatasourceError when Grafana cannot read InfluxDB either).
+RETRY_WINDOW_SECONDS = 300
+RETRY_FOR = "5m"
+# InfluxDB 拒收数据: lines dead-lettered (InfluxDB answered 400) in the last 5 minutes: at once, data is missing.
+DEAD_LETTER_WINDOW_SECONDS = 300
+# 应答延迟过高: the worst worker's 99th percentile of acknowledgement latency over 2 minutes, held for 5 minutes.
+# Data loggers wait for the 9014 (typically up to a few seconds) before sending again; 1 s is far above the
+# milliseconds measured (docs/benchmarks.md) and well below a logger's timeout.
+ACK_P99_MS = 1000
+ACK_WINDOW_SECONDS = 120
+ACK_FOR = "5m"
+
 
 def open_alarm_query(severity: str) -> str:
     """Per alarm series of a severity: 1 while its last non-retracted event is `open`, else 0.
@@ -54,20 +89,59 @@ def _expression(builder: Any) -> dict[str, Any]:
             "model": model}
 
 
+def silent_hosts_query() -> str:
+    """Per host that reported during the range: its `gkjk_ingest` points in the last SILENT_SECONDS (the current
+    bucket and the full ones before it), 0 when every worker of the host has been silent that long."""
+    buckets = SILENT_SECONDS // SILENT_BUCKET_SECONDS + 1
+    return (f'SELECT moving_average(count("connections"), {buckets}) * {buckets} AS "reports" '
+            f'FROM "{platform.MEASUREMENT}" WHERE $timeFilter '
+            f'GROUP BY time({SILENT_BUCKET_SECONDS}s), "host" fill(0)')
+
+
+def spool_query() -> str:
+    """Per host: the records in its workers' spools, from each worker's latest point of the range, summed."""
+    return (f'SELECT sum("records") AS "records" FROM (SELECT last("writer_spool_records") AS "records" '
+            f'FROM "{platform.MEASUREMENT}" WHERE $timeFilter GROUP BY "host", "worker") '
+            'WHERE $timeFilter GROUP BY "host"')
+
+
+def increase_query(field: str, alias: str, tags: tuple[str, ...]) -> str:
+    """Per `tags`: how much a counter of the workers grew during the range. Differences between a worker's
+    consecutive points, a restart's reset (a negative step) dropped, summed."""
+    group = ", ".join(f'"{tag}"' for tag in tags)
+    return (f'SELECT sum("{alias}") AS "{alias}" FROM (SELECT non_negative_difference("{field}") AS "{alias}" '
+            f'FROM "{platform.MEASUREMENT}" WHERE $timeFilter GROUP BY "host", "worker") '
+            f'WHERE $timeFilter GROUP BY {group}')
+
+
+def ack_latency_query() -> str:
+    """Per host: the worst worker's acknowledgement latency p99 (ms) of the range."""
+    return (f'SELECT max("ack_latency_p99_ms") AS "p99" FROM "{platform.MEASUREMENT}" WHERE $timeFilter '
+            'GROUP BY "host"')
+
+
 def _choice(variable: str, values: dict[str, str]) -> str:
     """Go template: the Chinese text of a label value (the value itself when unknown, e.g. a rule pack's rule)."""
     branches = "{{ else if ".join(f'eq {variable} "{key}" }}}}{text}' for key, text in values.items())
     return f"{{{{ if {branches}{{{{ else }}}}{{{{ {variable} }}}}{{{{ end }}}}"
 
 
-def _rule(severity: str) -> dict[str, Any]:
-    query = {"refId": "A", "datasource": dict(DATASOURCE), "rawQuery": True, "query": open_alarm_query(severity),
+def _data(query: str, window: int, evaluator: str, threshold: float) -> list[dict[str, Any]]:
+    """A: the InfluxQL query over the last `window` seconds; B: reduce `last` (nulls dropped); C: the condition,
+    B `evaluator` (gt, lt) `threshold`."""
+    model = {"refId": "A", "datasource": dict(DATASOURCE), "rawQuery": True, "query": query,
              "resultFormat": "time_series", "intervalMs": 60000, "maxDataPoints": 43200}
     last = expr.TypeReduce().ref_id("B").expression("A").reducer("last").settings(
         expr.ExprTypeReduceSettings().mode("dropNN"))
-    firing = expr.TypeThreshold().ref_id("C").expression("B").conditions([
-        expr.ExprTypeThresholdConditions().evaluator(expr.ExprTypeThresholdConditionsEvaluator().type("gt")
-                                                     .params([0]))])
+    condition = expr.TypeThreshold().ref_id("C").expression("B").conditions([
+        expr.ExprTypeThresholdConditions().evaluator(expr.ExprTypeThresholdConditionsEvaluator().type(evaluator)
+                                                     .params([threshold]))])
+    return [{"refId": "A", "relativeTimeRange": {"from": window, "to": 0}, "datasourceUid": DATASOURCE["uid"],
+             "model": model},
+            _expression(last), _expression(condition)]
+
+
+def _rule(severity: str) -> dict[str, Any]:
     level = SEVERITY[severity][0]
     summary = (f"{{{{ $labels.county }}}} 企业 {{{{ $labels.ent }}}} 设施 {{{{ $labels.fac }}}}："
                f"{_choice('$labels.rule', RULE_TITLES)}（{level}级别）")
@@ -76,9 +150,7 @@ def _rule(severity: str) -> dict[str, Any]:
         "title": f"{level}级别工况告警",
         "condition": "C",
         # The range is required but unused: the query has no $timeFilter (see open_alarm_query).
-        "data": [{"refId": "A", "relativeTimeRange": {"from": 600, "to": 0}, "datasourceUid": DATASOURCE["uid"],
-                  "model": query},
-                 _expression(last), _expression(firing)],
+        "data": _data(open_alarm_query(severity), 600, "gt", 0),
         "dashboardUid": ALARMS_UID,
         "panelId": 1,
         # No alarm data at all is the normal state of a quiet fleet, not an alert; a failing query is reported
@@ -92,11 +164,82 @@ def _rule(severity: str) -> dict[str, Any]:
     }
 
 
+HOST = "{{ if $labels.host }}主机 {{ $labels.host }}{{ else }}全部主机{{ end }}"
+VALUE = "{{ humanize $values.B.Value }}"
+
+
+def _platform_rule(check: str, title: str, severity: str, data: list[dict[str, Any]], panel: str, wait: str,
+                   summary: str, description: str, no_data: str = "OK") -> dict[str, Any]:
+    return {
+        "uid": f"gkjk-platform-{check}",
+        "title": title,
+        "condition": "C",
+        "data": data,
+        "dashboardUid": platform.UID,
+        "panelId": platform.panel_id(panel),
+        "noDataState": no_data,
+        "execErrState": "Error",  # Grafana's DatasourceError alert, which goes to the bureau as well
+        "for": wait,
+        "annotations": {"summary": summary, "description": description},
+        "labels": {SCOPE[0]: SCOPE[1], "severity": severity},
+        "isPaused": False,
+    }
+
+
+def platform_rules(spool_records: int = SPOOL_RECORDS, ack_p99_ms: float = ACK_P99_MS) -> list[dict[str, Any]]:
+    """The health of the ingest service, per host, from `gkjk_ingest` (docs/grafana.md, *Alerting*)."""
+    minutes = SILENT_SECONDS // 60
+    return [
+        _platform_rule(
+            "silent", "采集服务无上报", "high",
+            _data(silent_hosts_query(), SILENT_LOOKBACK_SECONDS, "lt", 1), "各工作进程最新状态", "0s",
+            f"{HOST} 的采集服务 {minutes} 分钟无自监控上报",
+            f"{HOST} 的接入服务（gkjk serve）已超过 {minutes} 分钟没有任何工作进程写入自监控数据 gkjk_ingest："
+            "服务可能已停止，或它的写入到不了 InfluxDB（数采仪的数据此时留在本地缓存）。请检查该主机上的 gkjk serve "
+            "进程和它到 InfluxDB 的连接。",
+            # No host at all reported during the lookback: every ingest service is down (or never ran).
+            no_data="Alerting"),
+        _platform_rule(
+            "spool", "写入积压增长", "medium",
+            _data(spool_query(), 600, "gt", spool_records), "写入积压", SPOOL_FOR,
+            f"{HOST} 写入积压 {VALUE} 条",
+            f"本地缓存中尚未写入 InfluxDB 的记录超过 {spool_records} 条已持续 {SPOOL_FOR.removesuffix('m')} 分钟："
+            "InfluxDB 写入跟不上或写入失败。数据在本地缓存中不会丢失，InfluxDB 恢复后自动补写；"
+            "请检查 InfluxDB 的负载、磁盘和日志。"),
+        _platform_rule(
+            "retries", "InfluxDB 写入失败", "medium",
+            _data(increase_query("writer_retries", "retries", ("host",)), RETRY_WINDOW_SECONDS, "gt", 0),
+            "写入重试与死信", RETRY_FOR,
+            f"{HOST} 写入 InfluxDB 反复失败（近 {RETRY_WINDOW_SECONDS // 60} 分钟重试 {VALUE} 次）",
+            f"接入服务写入 InfluxDB 失败并重试（连接失败、超时或 5xx）已持续 {RETRY_FOR.removesuffix('m')} 分钟。"
+            "数据在本地缓存中，恢复后自动补写；请检查 InfluxDB 服务、网络和日志。"),
+        _platform_rule(
+            "dead-letters", "InfluxDB 拒收数据", "high",
+            _data(increase_query("writer_dead_lettered_lines", "lines", ("host", "worker")),
+                  DEAD_LETTER_WINDOW_SECONDS, "gt", 0),
+            "写入重试与死信", "0s",
+            f"{HOST} 工作进程 {{{{ $labels.worker }}}} 有 {VALUE} 行数据被 InfluxDB 拒收",
+            "InfluxDB 拒收了写入（HTTP 400，例如字段类型冲突），这些数据没有入库，已转入死信文件。请在该主机上用 "
+            "`gkjk dead-letters list` 查看原因，排除后用 `gkjk dead-letters replay` 重新写入。"),
+        _platform_rule(
+            "ack-latency", "应答延迟过高", "low",
+            _data(ack_latency_query(), ACK_WINDOW_SECONDS, "gt", ack_p99_ms), "应答延迟", ACK_FOR,
+            f"{HOST} 应答延迟 P99 {VALUE} ms",
+            f"数采仪等待 9014 应答的时间（P99，最慢的工作进程）超过 {ack_p99_ms:g} ms 已持续 "
+            f"{ACK_FOR.removesuffix('m')} 分钟：接入服务过载、本地缓存 fsync 慢或垃圾回收停顿。"
+            "请查看“平台运行状态”的应答延迟、写入延迟和垃圾回收停顿。"),
+    ]
+
+
 def rules() -> dict[str, Any]:
-    """One rule group, one alert rule per severity: every rule of every pack is covered without listing rules,
-    and a severity can be paused or given its own routing on its own."""
-    return {"apiVersion": 1, "groups": [{"orgId": 1, "name": GROUP, "folder": FOLDER, "interval": INTERVAL,
-                                         "rules": [_rule(severity) for severity in SEVERITY]}]}
+    """Two rule groups. 工况告警: one alert rule per severity, so every rule of every pack is covered without
+    listing rules, and a severity can be paused or given its own routing on its own. 平台告警: the ingest
+    service's health."""
+    return {"apiVersion": 1, "groups": [
+        {"orgId": 1, "name": GROUP, "folder": FOLDER, "interval": INTERVAL,
+         "rules": [_rule(severity) for severity in SEVERITY]},
+        {"orgId": 1, "name": PLATFORM_GROUP, "folder": FOLDER, "interval": INTERVAL, "rules": platform_rules()},
+    ]}
 
 
 def _short_uid(kind: str, key: str) -> str:
@@ -139,10 +282,13 @@ def contact_points(registry: Registry, relay_url: str) -> dict[str, Any]:
 
 
 def policies(registry: Registry) -> dict[str, Any]:
-    """The routing tree: every alarm goes to its enterprise, its county branch and the bureau. Each route
-    continues, so matching one does not stop the others; the bureau's route has no matcher."""
+    """The routing tree: platform alerts go to the bureau only (first route, stops there); every alarm goes to
+    its enterprise, its county branch and the bureau. Those routes continue, so matching one does not stop the
+    others; the bureau's route has no matcher."""
     bureau, counties, enterprises = recipients(registry)
-    routes = [*({"receiver": r.name, "object_matchers": [["ent", "=", ent]], "continue": True}
+    routes = [{"receiver": bureau.name, "object_matchers": [[SCOPE[0], "=", SCOPE[1]]],
+               "group_by": PLATFORM_GROUP_BY, "continue": False},
+              *({"receiver": r.name, "object_matchers": [["ent", "=", ent]], "continue": True}
                 for ent, r in enterprises),
               *({"receiver": r.name, "object_matchers": [["county", "=", county]], "continue": True}
                 for county, r in counties),
@@ -152,18 +298,28 @@ def policies(registry: Registry) -> dict[str, Any]:
 
 def templates() -> dict[str, Any]:
     """Chinese notification templates (Go templates as Grafana documents them), used by the contact points'
-    title and message and available to any other Grafana-native contact point."""
+    title and message and available to any other Grafana-native contact point. An alert labelled scope=platform
+    is worded from its rule title, host and annotations, with a link to 平台运行状态."""
     rule = _choice(".Labels.rule", RULE_TITLES)
     severity = _choice(".Labels.severity", {key: text for key, (text, _color) in SEVERITY.items()})
-    text = f"""{{{{ define "{TEMPLATE}.alert" }}}}{rule}（{severity}级）：{{{{ .Labels.county }}}} \
-企业 {{{{ .Labels.ent }}}} 设施 {{{{ .Labels.fac }}}}，开始于 {{{{ .StartsAt.Local.Format "2006-01-02 15:04" }}}}\
-{{{{ end }}}}
-{{{{ define "{TEMPLATE}.title" }}}}{{{{ if .Alerts.Firing }}}}【工况告警】{{{{ len .Alerts.Firing }}}} 条告警\
+    platform_alert = f'eq .Labels.{SCOPE[0]} "{SCOPE[1]}"'
+    platform_group = f'eq .CommonLabels.{SCOPE[0]} "{SCOPE[1]}"'
+    started = '{{ .StartsAt.Local.Format "2006-01-02 15:04" }}'
+    text = f"""{{{{ define "{TEMPLATE}.alert" }}}}{{{{ if {platform_alert} }}}}{{{{ .Labels.alertname }}}}：\
+{{{{ .Annotations.summary }}}}，开始于 {started}{{{{ else }}}}{rule}（{severity}级）：{{{{ .Labels.county }}}} \
+企业 {{{{ .Labels.ent }}}} 设施 {{{{ .Labels.fac }}}}，开始于 {started}{{{{ end }}}}{{{{ end }}}}
+{{{{ define "{TEMPLATE}.detail" }}}}{{{{ if {platform_alert} }}}}{{{{ with .Annotations.description }}}}  {{{{ . }}}}
+{{{{ end }}}}{{{{ with .DashboardURL }}}}  平台运行状态：{{{{ . }}}}
+{{{{ end }}}}{{{{ end }}}}{{{{ end }}}}
+{{{{ define "{TEMPLATE}.title" }}}}{{{{ if {platform_group} }}}}【平台告警】{{{{ .CommonLabels.alertname }}}}\
+{{{{ with .CommonLabels.host }}}} 主机 {{{{ . }}}}{{{{ end }}}}{{{{ if not .Alerts.Firing }}}}（已恢复）{{{{ end }}}}\
+{{{{ else if .Alerts.Firing }}}}【工况告警】{{{{ len .Alerts.Firing }}}} 条告警\
 {{{{ if .Alerts.Resolved }}}}，{{{{ len .Alerts.Resolved }}}} 条已恢复{{{{ end }}}}\
 {{{{ else }}}}【告警恢复】{{{{ len .Alerts.Resolved }}}} 条告警已恢复{{{{ end }}}}{{{{ end }}}}
 {{{{ define "{TEMPLATE}.message" }}}}{{{{ range .Alerts.Firing }}}}告警：{{{{ template "{TEMPLATE}.alert" . }}}}
-{{{{ end }}}}{{{{ range .Alerts.Resolved }}}}已恢复：{{{{ template "{TEMPLATE}.alert" . }}}}，\
-恢复于 {{{{ .EndsAt.Local.Format "2006-01-02 15:04" }}}}
-{{{{ end }}}}详情见平台“告警列表”。{{{{ end }}}}
+{{{{ template "{TEMPLATE}.detail" . }}}}{{{{ end }}}}{{{{ range .Alerts.Resolved }}}}已恢复：\
+{{{{ template "{TEMPLATE}.alert" . }}}}，恢复于 {{{{ .EndsAt.Local.Format "2006-01-02 15:04" }}}}
+{{{{ template "{TEMPLATE}.detail" . }}}}{{{{ end }}}}详情见平台“{{{{ if {platform_group} }}}}平台运行状态\
+{{{{ else }}}}告警列表{{{{ end }}}}”。{{{{ end }}}}
 """
     return {"apiVersion": 1, "templates": [{"orgId": 1, "name": TEMPLATE, "template": text}]}

@@ -118,7 +118,13 @@ def _shown(title: str, unit: str | None = None) -> list[model.DynamicConfigValue
     return values
 
 
-def build(registry: Registry) -> dict[str, Any]:
+def panel_id(title: str) -> int:
+    """The id of the panel titled `title` (the platform alert rules link to their panel)."""
+    [number] = [panel["id"] for panel in build()["panels"] if panel["title"] == title]
+    return number
+
+
+def build(registry: Registry | None = None) -> dict[str, Any]:
     """The dashboard JSON (the registry is not used: the platform's own metrics have no enterprise)."""
     del registry
     workers = (table.Panel().title("各工作进程最新状态")

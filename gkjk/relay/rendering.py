@@ -1,7 +1,9 @@
 """The Chinese texts of a message, from jinja2 templates over the alert, the registry and the stored alarm text.
 
 The alarm's own `message` (written by the rule engine, read from InfluxDB) is the heart of every text; when
-InfluxDB has none, `fallback` words one from the labels and the registry's names.
+InfluxDB has none, the alert's `description` annotation is (the platform rules have one), else `fallback` words
+one from the labels and the registry's names. Platform alerts (label scope=platform: the ingest service's health,
+no enterprise) are titled by their rule and name their host.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ GRAFANA_ALERT_TITLES: Mapping[str, str] = {
     "DatasourceNoData": "数据源无数据",
 }
 SEVERITIES: Mapping[str, str] = {"high": "高", "medium": "中", "low": "低"}
+PLATFORM = ("scope", "platform")  # the label of the platform rules (gkjk/grafana/alerting.py, SCOPE)
 # Aliyun allows at most 35 characters in one variable of a notification template.
 SMS_PARAM_LENGTH = 35
 
@@ -36,12 +39,14 @@ TEMPLATES: Mapping[str, str] = {
         "{% if enterprise %}- 企业：{{ enterprise }}\n{% endif %}"
         "{% if facility %}- 设施：{{ facility }}\n{% endif %}"
         "{% if county %}- 区县：{{ county }}\n{% endif %}"
+        "{% if host %}- 主机：{{ host }}{% if worker %}（工作进程 {{ worker }}）{% endif %}\n{% endif %}"
         "- 级别：{{ severity }}\n"
         "- 开始：{{ started }}\n"
         "{% if resolved and ended %}- 恢复：{{ ended }}\n{% endif %}"
     ),
     "dingtalk_text": (
-        "【工况告警·{{ state }}】{{ message }}（{% if county %}{{ county }}，{% endif %}级别：{{ severity }}，开始：{{ started }}"
+        "【工况告警·{{ state }}】{{ message }}（{% if county %}{{ county }}，{% endif %}"
+        "{% if host %}主机 {{ host }}，{% endif %}级别：{{ severity }}，开始：{{ started }}"
         "{% if resolved and ended %}，恢复：{{ ended }}{% endif %}）"
     ),
 }
@@ -77,19 +82,24 @@ def context(alert: GrafanaAlert, registry: Registry, stored_message: str | None,
     enterprise_id = labels.get("ent", "").upper()
     enterprise = registry.enterprises.get(enterprise_id)
     rule = labels.get("rule", "")
+    platform = labels.get(PLATFORM[0]) == PLATFORM[1]
     values: dict[str, Any] = {
         "enterprise": enterprise.name if enterprise else enterprise_id,
         "county": labels.get("county") or (enterprise.county if enterprise else ""),
         "facility": _facility_name(registry, enterprise_id, labels.get("fac", "")),
+        "host": labels.get("host", ""),
+        "worker": labels.get("worker", ""),
         "rule_title": (RULE_TITLES.get(rule) or GRAFANA_ALERT_TITLES.get(labels.get("alertname", ""))
-                       or alert.annotations.get("summary") or labels.get("alertname") or "工况异常"),
+                       or (platform and labels.get("alertname")) or alert.annotations.get("summary")
+                       or labels.get("alertname") or "工况异常"),
         "severity": SEVERITIES.get(labels.get("severity", ""), labels.get("severity", "") or "未分级"),
         "resolved": alert.status == "resolved",
         "state": "已恢复" if alert.status == "resolved" else "告警",
         "started": _local_time(alert.starts_at, zone),
         "ended": _local_time(alert.ends_at, zone),
     }
-    values["message"] = stored_message or _environment.get_template("fallback").render(values)
+    values["message"] = (stored_message or alert.annotations.get("description")
+                         or _environment.get_template("fallback").render(values))
     return values
 
 
@@ -105,6 +115,7 @@ def dingtalk_body(values: Mapping[str, Any], msgtype: str) -> dict[str, Any]:
 
 def sms_params(values: Mapping[str, Any]) -> dict[str, str]:
     """The variables of the SMS template (docs/relay.md): enterprise, facility, alarm, state (never empty)."""
-    params = {"enterprise": values["enterprise"] or "工况监控平台", "facility": values["facility"] or "—",
+    host = f"主机 {values['host']}" if values["host"] else ""
+    params = {"enterprise": values["enterprise"] or "工况监控平台", "facility": values["facility"] or host or "—",
               "alarm": values["rule_title"], "state": values["state"]}
     return {k: v if len(v) <= SMS_PARAM_LENGTH else v[:SMS_PARAM_LENGTH - 1] + "…" for k, v in params.items()}
