@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -140,7 +142,32 @@ class Engine:
         self.history = History(config.history_hours, config.history_reload_minutes, timezone)  # flat, transmission
 
     async def evaluate(self, now: float) -> Report:
-        """Judge the `lookback_minutes` whole minutes before `now` (epoch s) and write what changed."""
+        """Judge the `lookback_minutes` whole minutes before `now` (epoch s) and write what changed, then the
+        cycle's self-metric point (`gkjk_rules`, also when the judging failed)."""
+        began = perf_counter()
+        report = None
+        try:
+            report = await self.judge(now)
+            return report
+        finally:
+            await self.write_metrics(now, perf_counter() - began, report)
+
+    async def write_metrics(self, now: float, seconds: float, report: Report | None) -> None:
+        """One `gkjk_rules` point (docs/schema.md) at the cycle's end; `report` is None for a cycle that raised.
+        A failure to write it is logged, never raised: the metric must not break the engine."""
+        try:
+            fields: dict[str, Any] = {"duration_seconds": seconds, "enterprises": len(self.registry().enterprises),
+                                      "failed": int(report is None)}
+            if report is not None:
+                fields.update(opened=report.opened, closed=report.closed, retracted=report.retracted,
+                              states=report.states, controls=report.controls)
+            line = point("gkjk_rules", {"host": socket.gethostname()}, fields, int(now + seconds))
+            await self.client.write(line, precision="s")
+        except Exception:
+            log.failure("cannot write the rule engine's self-metrics (gkjk_rules)")
+
+    async def judge(self, now: float) -> Report:
+        """The evaluation proper (see `evaluate`)."""
         end = int(now // 60) * 60
         start = end - self.config.lookback_minutes * 60
         registry = self.registry()

@@ -27,8 +27,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+import pytest_twisted
 from gkjk import grafana
-from gkjk.config import InfluxConfig
+from gkjk.config import InfluxConfig, RulesConfig
 from gkjk.grafana import alerting, platform
 from gkjk.grafana.common import ALL_VALUE
 from gkjk.grafana.expand import expand
@@ -37,6 +38,10 @@ from gkjk.registry import load_registry
 from gkjk_process import COATING_MN, COATING_PW, FOUNDRY_MN, FOUNDRY_PW, Logger, ServerProcess
 from ingest_twisted.hj212.frame import encode_frame
 from ingest_twisted.hj212.packet import build_segment
+from ingest_twisted.influx import InfluxClient
+from rules_plugins.engine import Engine
+from rules_plugins.plugins import Plugins
+from rules_support import REGISTRY as RULES_REGISTRY
 from test_grafana_queries import run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -301,12 +306,14 @@ HOST = (("host", socket.gethostname()),)
 
 def test_platform_rules_link_their_panels():
     panels = {p["id"]: p["title"] for p in dashboard()["panels"]}
-    assert {uid: panels[r["panelId"]] for uid, r in RULES.items()} == {
+    assert {uid: panels.get(r.get("panelId")) for uid, r in RULES.items()} == {
         "silent": "各工作进程最新状态", "spool": "写入积压", "retries": "写入重试与死信",
-        "dead-letters": "写入重试与死信", "ack-latency": "应答延迟"}
+        "dead-letters": "写入重试与死信", "ack-latency": "应答延迟", "rules-silent": None}
     assert {uid: (r["noDataState"], r["for"]) for uid, r in RULES.items()} == {
         "silent": ("Alerting", "0s"), "spool": ("OK", "5m"), "retries": ("OK", "5m"),
-        "dead-letters": ("OK", "0s"), "ack-latency": ("OK", "5m")}
+        "dead-letters": ("OK", "0s"), "ack-latency": ("OK", "5m"), "rules-silent": ("Alerting", "0s")}
+    # No panel shows `gkjk_rules`: that rule links to no dashboard (Grafana wants both or neither).
+    assert "dashboardUid" not in RULES["rules-silent"] and "panelId" not in RULES["rules-silent"]
 
 
 def test_spool_rule_fires_while_influxdb_is_down(platform_run):
@@ -347,6 +354,32 @@ def test_ack_latency_rule(platform_run):
     # The query and its threshold are the rule's: with a threshold the run's latencies exceed, it fires.
     low = next(r for r in alerting.platform_rules(ack_p99_ms=0.001) if r["uid"] == rule["uid"])
     assert evaluate(platform_run, low, platform_run.drained) == {HOST: True}
+
+
+@pytest_twisted.ensureDeferred
+async def test_rules_silent_rule_fires_three_minutes_after_the_last_evaluation(platform_run):
+    """A real rule engine evaluates once, on a database of its own (the test site's registry, no data): its
+    `gkjk_rules` point keeps 规则引擎无判定 quiet for 3 minutes, then the rule fires until the host drops out."""
+    db = f"rules_{uuid.uuid4().hex[:12]}"
+    platform_run.influx.query(f'CREATE DATABASE "{db}"')
+    rules_run = Run(platform_run.influx, db, platform_run.server)
+    client = InfluxClient(platform_run.influx.url, db)
+    try:
+        engine = Engine(client, lambda: RULES_REGISTRY, Plugins(load_entry_points=False), RulesConfig())
+        await engine.evaluate(time.time())
+    finally:
+        await client.close()
+    [point] = rows(run(platform_run.influx, db, 'SELECT * FROM "gkjk_rules"'))
+    last = round(datetime.fromisoformat(point["time"].replace("Z", "+00:00")).timestamp() * 1000)
+    assert point["failed"] == 0 and point["enterprises"] == len(RULES_REGISTRY.enterprises)
+    rule = RULES["rules-silent"]
+    assert evaluate(rules_run, rule, max(now_ms(), last + 1000)) == {HOST: False}  # just evaluated
+    assert evaluate(rules_run, rule, last + 170_000) == {HOST: False}  # not yet 3 minutes
+    assert evaluate(rules_run, rule, last + 211_000) == {HOST: True}  # 3 to 3.5 minutes: always
+    assert evaluate(rules_run, rule, last + 3_600_000) == {HOST: True}
+    # A day later the host is out of the range: no data, which the rule's noDataState makes an alert.
+    assert evaluate(rules_run, rule, last + 86_400_000 + 60_000) == {}
+    assert rule["noDataState"] == "Alerting"
 
 
 def test_silent_rule_fires_two_minutes_after_the_server_stops(platform_run):

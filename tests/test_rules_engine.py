@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
 
 import pytest
 import pytest_twisted
 
 from rules_plugins.plugins import Plugins
-from rules_support import MN1, alarms, at, brief, make_engine, rtd, steady, write
+from rules_support import MN1, REGISTRY, alarms, at, brief, make_engine, rtd, steady, write
 
 FURNACE_ON = rtd("P1", "i33200", steady(0, 44, 200))
 
@@ -31,6 +32,15 @@ async def test_treatment_off_opens_and_closes_at_exact_times(influx, db, make_en
     state = influx.query(f'SELECT "run", "load" FROM "state" WHERE "fac" = \'T1\' AND time = {at(30)}s',
                          db=db)["results"][0]["series"][0]["values"][0]
     assert state[1:] == [1, 88.9]
+    # The cycle's self-metric point (docs/schema.md, `gkjk_rules`), at its end: the counts of its report.
+    [series] = influx.query('SELECT * FROM "gkjk_rules"', db=db, epoch="s")["results"][0]["series"]
+    [metric] = [dict(zip(series["columns"], values)) for values in series["values"]]
+    assert at(45) + 10 <= metric["time"] <= at(45) + 10 + 60
+    assert metric["host"] == socket.gethostname()
+    assert 0 < metric["duration_seconds"] < 60 and metric["enterprises"] == len(REGISTRY.enterprises) > 0
+    assert (metric["failed"], metric["opened"], metric["closed"], metric["retracted"], metric["states"],
+            metric["controls"]) == (0, report.opened, report.closed, report.retracted, report.states,
+                                    report.controls)
 
 
 @pytest.mark.parametrize("furnace, fan", [
@@ -194,3 +204,33 @@ async def test_late_data_that_raises_an_alarm_gives_the_on_time_result(influx, d
     await engine.evaluate(at(45))
     assert key(alarms(influx, db)) == key(alarms(influx, second_db))
     assert brief(alarms(influx, db, "treatment_off")) == [(15, "open", "T1", 10, 5), (27, "closed", "T1", 10, 12)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_self_metrics_of_a_failed_cycle_and_a_failed_metric_write(influx, db, make_engine):
+    engine = make_engine()
+
+    async def broken(*args, **kwargs):
+        raise RuntimeError("InfluxDB answered nonsense")
+
+    engine.read = broken  # the cycle raises: its point still says so
+    with pytest.raises(RuntimeError):
+        await engine.evaluate(at(45))
+    [series] = influx.query('SELECT * FROM "gkjk_rules"', db=db)["results"][0]["series"]
+    [metric] = [dict(zip(series["columns"], values)) for values in series["values"]]
+    assert (metric["failed"], metric["enterprises"], "opened" in metric) == (1, len(REGISTRY.enterprises), False)
+    assert metric["duration_seconds"] >= 0
+
+    engine = make_engine()
+    write_data = engine.client.write
+
+    def refuse_metrics(data, **kwargs):  # InfluxDB refuses the metric only: the evaluation is not affected
+        if data.startswith(b"gkjk_rules"):
+            raise ConnectionRefusedError()
+        return write_data(data, **kwargs)
+
+    engine.client.write = refuse_metrics
+    write(influx, db, FURNACE_ON)
+    report = await engine.evaluate(at(45) + 60)
+    assert report.states > 0
+    assert len(influx.query('SELECT * FROM "gkjk_rules"', db=db)["results"][0]["series"][0]["values"]) == 1

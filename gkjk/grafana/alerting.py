@@ -1,11 +1,11 @@
-"""Grafana Alerting file provisioning (apiVersion 1): alert rules over the `alarm` measurement and over the ingest
-workers' self-metrics (`gkjk_ingest`), webhook contact points to the notification relay (`gkjk relay`), the routing
-tree and Chinese notification templates.
+"""Grafana Alerting file provisioning (apiVersion 1): alert rules over the `alarm` measurement and over the
+self-metrics of the ingest workers (`gkjk_ingest`) and of the rule engine (`gkjk_rules`), webhook contact points to
+the notification relay (`gkjk relay`), the routing tree and Chinese notification templates.
 
 The rule engine decides what is an alarm (durations, hold-off, retractions); Grafana only turns each open alarm
 episode into an alert instance and routes it to the enterprise, its county branch and the bureau. The platform
-rules watch the ingest service itself and go to the bureau only. Contract with the relay: docs/grafana.md,
-*Alerting*.
+rules watch the ingest service and the rule engine themselves and go to the bureau only. Contract with the relay:
+docs/grafana.md, *Alerting*.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ TIMING = {"group_by": ["alertname", "ent", "fac", "rule"], "group_wait": "0s", "
           "repeat_interval": "2h"}
 TOKEN = "$__env{GKJK_RELAY_TOKEN}"  # Grafana expands it from its environment: no secret in the file
 
-# Platform health: rules over `gkjk_ingest`, labelled scope=platform and routed to the bureau only.
+# Platform health: rules over `gkjk_ingest` and `gkjk_rules`, labelled scope=platform and routed to the bureau
+# only.
 PLATFORM_GROUP = "平台告警"
 SCOPE = ("scope", "platform")  # the label that tells platform alerts from enterprise alarms (routing, templates)
 # One notification per check and host (and worker, for dead letters).
@@ -52,6 +53,11 @@ SILENT_BUCKET_SECONDS = 30
 # A host that has not reported for this long drops out of the query's answer (its alert resolves as a missing
 # series): long enough to keep an overnight outage alerting, short enough for a retired host to go away.
 SILENT_LOOKBACK_SECONDS = 86400
+# 规则引擎无判定: `gkjk rules` writes a `gkjk_rules` point per evaluation (`[rules] interval`, 60 s by default),
+# so three minutes without one is a stopped engine (or one whose writes no longer reach InfluxDB). Same query as
+# 采集服务无上报 (30 s buckets, the current one and the 6 before it: 3 to 3.5 minutes; the same lookback).
+RULES_MEASUREMENT = "gkjk_rules"
+RULES_SILENT_SECONDS = 180
 # 写入积压增长: records in the spools of a host's workers, not yet in InfluxDB. A healthy writer sends a batch
 # as soon as it holds `[spool] batch_max_lines` (5,000) or after `flush_interval` (0.2 s), so a host keeps about a
 # batch per worker at most; 20,000 records held for 5 minutes means InfluxDB takes less than arrives.
@@ -89,12 +95,13 @@ def _expression(builder: Any) -> dict[str, Any]:
             "model": model}
 
 
-def silent_hosts_query() -> str:
-    """Per host that reported during the range: its `gkjk_ingest` points in the last SILENT_SECONDS (the current
-    bucket and the full ones before it), 0 when every worker of the host has been silent that long."""
-    buckets = SILENT_SECONDS // SILENT_BUCKET_SECONDS + 1
-    return (f'SELECT moving_average(count("connections"), {buckets}) * {buckets} AS "reports" '
-            f'FROM "{platform.MEASUREMENT}" WHERE $timeFilter '
+def silent_hosts_query(measurement: str = platform.MEASUREMENT, field: str = "connections",
+                       seconds: int = SILENT_SECONDS) -> str:
+    """Per host that reported during the range: its `measurement` points in the last `seconds` (the current
+    bucket and the full ones before it), 0 when every process of the host has been silent that long."""
+    buckets = seconds // SILENT_BUCKET_SECONDS + 1
+    return (f'SELECT moving_average(count("{field}"), {buckets}) * {buckets} AS "reports" '
+            f'FROM "{measurement}" WHERE $timeFilter '
             f'GROUP BY time({SILENT_BUCKET_SECONDS}s), "host" fill(0)')
 
 
@@ -168,15 +175,16 @@ HOST = "{{ if $labels.host }}主机 {{ $labels.host }}{{ else }}全部主机{{ e
 VALUE = "{{ humanize $values.B.Value }}"
 
 
-def _platform_rule(check: str, title: str, severity: str, data: list[dict[str, Any]], panel: str, wait: str,
-                   summary: str, description: str, no_data: str = "OK") -> dict[str, Any]:
+def _platform_rule(check: str, title: str, severity: str, data: list[dict[str, Any]], panel: str | None,
+                   wait: str, summary: str, description: str, no_data: str = "OK") -> dict[str, Any]:
+    """`panel`: the title of the 平台运行状态 panel the alert links to (None: no panel shows the data)."""
+    link = {"dashboardUid": platform.UID, "panelId": platform.panel_id(panel)} if panel else {}
     return {
         "uid": f"gkjk-platform-{check}",
         "title": title,
         "condition": "C",
         "data": data,
-        "dashboardUid": platform.UID,
-        "panelId": platform.panel_id(panel),
+        **link,
         "noDataState": no_data,
         "execErrState": "Error",  # Grafana's DatasourceError alert, which goes to the bureau as well
         "for": wait,
@@ -187,7 +195,8 @@ def _platform_rule(check: str, title: str, severity: str, data: list[dict[str, A
 
 
 def platform_rules(spool_records: int = SPOOL_RECORDS, ack_p99_ms: float = ACK_P99_MS) -> list[dict[str, Any]]:
-    """The health of the ingest service, per host, from `gkjk_ingest` (docs/grafana.md, *Alerting*)."""
+    """The health of the ingest service, per host, from `gkjk_ingest`, and the rule engine's liveness from
+    `gkjk_rules` (docs/grafana.md, *Alerting*)."""
     minutes = SILENT_SECONDS // 60
     return [
         _platform_rule(
@@ -198,6 +207,16 @@ def platform_rules(spool_records: int = SPOOL_RECORDS, ack_p99_ms: float = ACK_P
             "服务可能已停止，或它的写入到不了 InfluxDB（数采仪的数据此时留在本地缓存）。请检查该主机上的 gkjk serve "
             "进程和它到 InfluxDB 的连接。",
             # No host at all reported during the lookback: every ingest service is down (or never ran).
+            no_data="Alerting"),
+        _platform_rule(
+            "rules-silent", "规则引擎无判定", "high",
+            _data(silent_hosts_query(RULES_MEASUREMENT, "duration_seconds", RULES_SILENT_SECONDS),
+                  SILENT_LOOKBACK_SECONDS, "lt", 1), None, "0s",
+            f"{HOST} 的规则引擎 {RULES_SILENT_SECONDS // 60} 分钟无判定",
+            f"{HOST} 的规则引擎（gkjk rules）已超过 {RULES_SILENT_SECONDS // 60} 分钟没有写入自监控数据 gkjk_rules："
+            "它可能已停止、卡住，或它的写入到不了 InfluxDB。此时不会产生新的工况告警，也不会关闭已有的告警。"
+            "请检查该主机上的 gkjk rules 进程、它的日志和它到 InfluxDB 的连接。",
+            # No host at all evaluated during the lookback: every rule engine is down (or never ran).
             no_data="Alerting"),
         _platform_rule(
             "spool", "写入积压增长", "medium",
@@ -234,7 +253,7 @@ def platform_rules(spool_records: int = SPOOL_RECORDS, ack_p99_ms: float = ACK_P
 def rules() -> dict[str, Any]:
     """Two rule groups. 工况告警: one alert rule per severity, so every rule of every pack is covered without
     listing rules, and a severity can be paused or given its own routing on its own. 平台告警: the ingest
-    service's health."""
+    service's health and the rule engine's liveness."""
     return {"apiVersion": 1, "groups": [
         {"orgId": 1, "name": GROUP, "folder": FOLDER, "interval": INTERVAL,
          "rules": [_rule(severity) for severity in SEVERITY]},
