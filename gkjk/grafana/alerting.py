@@ -25,6 +25,7 @@ from gkjk.grafana.alarms import UID as ALARMS_UID
 from gkjk.grafana.influxql import DATASOURCE
 from gkjk.grafana.provisioning import FOLDER
 from gkjk.registry import Registry
+from gkjk.relay.grafana import PLATFORM_SCOPE as SCOPE
 from rules_plugins.titles import RULE_TITLES
 
 EXPRESSIONS = {"type": "__expr__", "uid": "__expr__"}
@@ -39,10 +40,9 @@ TIMING = {"group_by": ["alertname", "ent", "fac", "rule"], "group_wait": "0s", "
           "repeat_interval": "2h"}
 TOKEN = "$__env{GKJK_RELAY_TOKEN}"  # Grafana expands it from its environment: no secret in the file
 
-# Platform health: rules over `gkjk_ingest` and `gkjk_rules`, labelled scope=platform and routed to the bureau
-# only.
+# Platform health: rules over `gkjk_ingest` and `gkjk_rules`, labelled SCOPE (scope=platform, shared with the
+# relay in gkjk/relay/grafana.py) and routed to the bureau only.
 PLATFORM_GROUP = "平台告警"
-SCOPE = ("scope", "platform")  # the label that tells platform alerts from enterprise alarms (routing, templates)
 # One notification per check and host (and worker, for dead letters).
 PLATFORM_GROUP_BY = ["alertname", "host", "worker"]
 # 采集服务无上报: a worker reports every `[metrics] interval` (10 s by default), so two minutes without a point

@@ -9,6 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 
+#: The label of the platform's own health alerts (gkjk/grafana/alerting.py sets it, routes on it and words its
+#: templates by it; the relay words its messages by it): they concern a host of the platform, not an enterprise.
+PLATFORM_SCOPE = ("scope", "platform")
+
+
 class PayloadError(ValueError):
     """The body is not a Grafana webhook notification; the message says what is wrong."""
 

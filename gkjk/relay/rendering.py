@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from jinja2 import DictLoader, Environment, StrictUndefined
 
 from gkjk.registry import Registry
-from gkjk.relay.grafana import GrafanaAlert
+from gkjk.relay.grafana import PLATFORM_SCOPE, GrafanaAlert
 from rules_plugins.titles import RULE_TITLES
 
 # Grafana's own alerts about the alert rules (no enterprise), which reach the bureau.
@@ -25,7 +25,6 @@ GRAFANA_ALERT_TITLES: Mapping[str, str] = {
     "DatasourceNoData": "数据源无数据",
 }
 SEVERITIES: Mapping[str, str] = {"high": "高", "medium": "中", "low": "低"}
-PLATFORM = ("scope", "platform")  # the label of the platform rules (gkjk/grafana/alerting.py, SCOPE)
 # Aliyun allows at most 35 characters in one variable of a notification template.
 SMS_PARAM_LENGTH = 35
 
@@ -82,7 +81,7 @@ def context(alert: GrafanaAlert, registry: Registry, stored_message: str | None,
     enterprise_id = labels.get("ent", "").upper()
     enterprise = registry.enterprises.get(enterprise_id)
     rule = labels.get("rule", "")
-    platform = labels.get(PLATFORM[0]) == PLATFORM[1]
+    platform = labels.get(PLATFORM_SCOPE[0]) == PLATFORM_SCOPE[1]
     values: dict[str, Any] = {
         "enterprise": enterprise.name if enterprise else enterprise_id,
         "county": labels.get("county") or (enterprise.county if enterprise else ""),
