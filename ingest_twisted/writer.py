@@ -33,6 +33,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
+from ingest_twisted.deadletter import FILE_NAME as DEAD_LETTER_FILE_NAME
 from ingest_twisted.deadletter import append_record, format_record
 from ingest_twisted.influx import (
     InfluxBadRequestError,
@@ -103,7 +104,7 @@ class DurableWriter:
         self.retry_initial = retry_initial
         self.retry_max = retry_max
         self.stop_timeout = stop_timeout
-        self.dead_letter_path = Path(dead_letter_path or self._spool.directory / "dead-letter.lp")
+        self.dead_letter_path = Path(dead_letter_path or self._spool.directory / DEAD_LETTER_FILE_NAME)
         self._stats = WriterStats()
         # group commit
         self._waiting: list[Deferred[None]] = []
