@@ -9,7 +9,7 @@ from grafana_foundation_sdk.models import dashboard as model
 
 from gkjk.grafana.common import (
     ALL_VALUE, COUNTY, DATASOURCE_REF, ENT, county_variable, enterprise_link, enterprise_names, enterprise_variable,
-    new_dashboard, place, render,
+    DROP_TIME, new_dashboard, place, render, shown, unit,
 )
 from gkjk.grafana.influxql import InfluxQL, open_alarms
 from gkjk.registry import Registry
@@ -32,9 +32,6 @@ def _mapping(values: dict[str, tuple[str, str] | str]) -> list[model.ValueMap]:
 
 def _columns(panel: table.Panel, names: list[model.ValueMap]) -> table.Panel:
     """Chinese headers and readable values for the tag columns both tables share."""
-    def shown(title: str, *more: model.DynamicConfigValue) -> list[model.DynamicConfigValue]:
-        return [model.DynamicConfigValue(id_val="displayName", value=title), *more]
-
     def mapped(values: list[model.ValueMap]) -> model.DynamicConfigValue:
         return model.DynamicConfigValue(id_val="mappings", value=values)
 
@@ -60,12 +57,12 @@ def build(registry: Registry) -> dict[str, Any]:
     open_table = _columns(
         table.Panel().title("未关闭告警").description("当前仍处于开启状态的告警，不受时间范围限制")
         .with_target(InfluxQL(current, result_format="table"))
-        .with_transformation(model.DataTransformerConfig(id_val="organize", options={"excludeByName": {"Time": True}}))
-        .override_by_name("开始时间", [model.DynamicConfigValue(id_val="unit", value="dateTimeAsLocal")]), names)
+        .with_transformation(DROP_TIME)
+        .override_by_name("开始时间", [unit("dateTimeAsLocal")]), names)
     recent = _columns(
         table.Panel().title("近期告警事件").description("所选时间范围内的告警开启与恢复事件，最新在前")
         .with_target(InfluxQL(RECENT, result_format="table"))
-        .override_by_name("Time", [model.DynamicConfigValue(id_val="displayName", value="时间")]), names)
+        .override_by_name("Time", shown("时间")), names)
     dashboard = (new_dashboard("告警列表", UID, since="now-7d")
                  .with_variable(county_variable()).with_variable(enterprise_variable(multi=True))
                  .with_variable(rule)

@@ -20,6 +20,8 @@ COUNTY = '"county" =~ /^$county$/'
 ENT = '"ent" =~ /^$ent$/'
 ENTERPRISE_UID = "gkjk-enterprise"
 ALL_VALUE = ".*"
+# Tables of tags and aggregates: InfluxDB's time column (the range's start) means nothing there.
+DROP_TIME = model.DataTransformerConfig(id_val="organize", options={"excludeByName": {"Time": True}})
 
 
 def county_variable() -> db.QueryVariable:
@@ -49,6 +51,16 @@ def enterprise_link() -> list[model.DynamicConfigValue]:
     """Field override: an enterprise cell opens 企业详情 for it, keeping the time range."""
     url = f"/d/{ENTERPRISE_UID}?var-ent=${{__value.raw}}&${{__url_time_range}}"
     return [model.DynamicConfigValue(id_val="links", value=[{"title": "企业详情", "url": url}])]
+
+
+def shown(title: str, *more: model.DynamicConfigValue) -> list[model.DynamicConfigValue]:
+    """A field override: the column or series headed `title` (Chinese), with any further settings."""
+    return [model.DynamicConfigValue(id_val="displayName", value=title), *more]
+
+
+def unit(name: str) -> model.DynamicConfigValue:
+    """A field setting: Grafana's unit `name` (``ms``, ``bytes``, ``dateTimeAsLocal``, ``suffix: 个`` ...)."""
+    return model.DynamicConfigValue(id_val="unit", value=name)
 
 
 def new_dashboard(title: str, uid: str, since: str = "now-24h", refresh: str = "1m") -> db.Dashboard:

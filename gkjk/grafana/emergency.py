@@ -15,6 +15,7 @@ from grafana_foundation_sdk.models import common as common_model, dashboard as m
 from gkjk.grafana.alarms import STATE
 from gkjk.grafana.common import (
     COUNTY, ENT, county_variable, enterprise_link, enterprise_names, enterprise_variable, new_dashboard, place, render,
+    DROP_TIME, shown, unit,
 )
 from gkjk.grafana.influxql import InfluxQL, open_alarms
 from gkjk.registry import Registry
@@ -38,7 +39,6 @@ ALARMS = ('SELECT "state", "message", "duration_s" / 60 AS "持续分钟", "ent"
 
 LEVELS = {"黄色": "yellow", "橙色": "orange", "红色": "red"}
 COMPLIANT = {"1": ("落实", "green"), "0": ("未落实", "red")}
-DROP_TIME = model.DataTransformerConfig(id_val="organize", options={"excludeByName": {"Time": True}})
 
 
 def _map(values: dict[str, tuple[str, str]]) -> model.DynamicConfigValue:
@@ -46,20 +46,16 @@ def _map(values: dict[str, tuple[str, str]]) -> model.DynamicConfigValue:
         {key: model.ValueMappingResult(text=text, color=color) for key, (text, color) in values.items()})])
 
 
-def _title(text: str) -> model.DynamicConfigValue:
-    return model.DynamicConfigValue(id_val="displayName", value=text)
-
-
 COLORED = model.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-text"})
-TIME = model.DynamicConfigValue(id_val="unit", value="dateTimeAsLocal")
-PERCENT = model.DynamicConfigValue(id_val="unit", value="percent")
-LEVEL = [_title("预警级别"), _map({level: (level, color) for level, color in LEVELS.items()}), COLORED]
+TIME = unit("dateTimeAsLocal")
+PERCENT = unit("percent")
+LEVEL = shown("预警级别", _map({level: (level, color) for level, color in LEVELS.items()}), COLORED)
 
 
 def _enterprise(panel: table.Panel, names: list[model.ValueMap]) -> table.Panel:
-    return (panel.override_by_name("ent", [_title("企业"), model.DynamicConfigValue(id_val="mappings", value=names),
-                                           *enterprise_link()])
-            .override_by_name("county", [_title("区县")]).override_by_name("fac", [_title("生产设施")]))
+    return (panel.override_by_name("ent", shown("企业", model.DynamicConfigValue(id_val="mappings", value=names),
+                                           *enterprise_link()))
+            .override_by_name("county", shown("区县")).override_by_name("fac", shown("生产设施")))
 
 
 def build(registry: Registry) -> dict[str, Any]:
@@ -67,10 +63,10 @@ def build(registry: Registry) -> dict[str, Any]:
     names = enterprise_names(registry)
     periods = (table.Panel().title("预警期").description("所选时间范围内生效过的重污染天气预警，按区县列出其管控的生产设施数")
                .with_target(InfluxQL(PERIODS, result_format="table")).with_transformation(DROP_TIME).filterable(True)
-               .override_by_name("period", [_title("预警编号")]).override_by_name("name", [_title("预警名称")])
-               .override_by_name("level", LEVEL).override_by_name("county", [_title("区县")])
-               .override_by_name("start", [_title("开始时间"), TIME]).override_by_name("end", [_title("结束时间"), TIME])
-               .override_by_name("lines", [_title("管控生产设施")]))
+               .override_by_name("period", shown("预警编号")).override_by_name("name", shown("预警名称"))
+               .override_by_name("level", LEVEL).override_by_name("county", shown("区县"))
+               .override_by_name("start", shown("开始时间", TIME)).override_by_name("end", shown("结束时间", TIME))
+               .override_by_name("lines", shown("管控生产设施")))
     line_count = (stat.Panel().title("管控生产设施").description("所选时间范围内处于预警期管控下的生产设施数")
                   .with_target(InfluxQL(LINE_COUNT)).unit("none").no_value("0"))
     open_count = (stat.Panel().title("未落实告警").description("当前仍处于开启状态的应急管控不落实告警，不受时间范围限制")
@@ -82,11 +78,11 @@ def build(registry: Registry) -> dict[str, Any]:
         table.Panel().title("管控生产设施落实情况")
         .description("每条管控生产设施的措施、最近一分钟是否落实、负荷率（按功率或电流）与限值，及所选时间范围内的落实率")
         .with_target(InfluxQL(LINES, result_format="table")).with_transformation(DROP_TIME).filterable(True)
-        .override_by_name("level", LEVEL).override_by_name("action", [_title("管控措施")])
-        .override_by_name("compliant", [_title("最近状态"), _map(COMPLIANT), COLORED])
-        .override_by_name("period", [_title("预警名称")])
-        .override_by_name("load", [_title("负荷率"), PERCENT]).override_by_name("cap", [_title("负荷限值"), PERCENT])
-        .override_by_name("rate", [_title("落实率"), PERCENT, model.DynamicConfigValue(id_val="decimals", value=1)]),
+        .override_by_name("level", LEVEL).override_by_name("action", shown("管控措施"))
+        .override_by_name("compliant", shown("最近状态", _map(COMPLIANT), COLORED))
+        .override_by_name("period", shown("预警名称"))
+        .override_by_name("load", shown("负荷率", PERCENT)).override_by_name("cap", shown("负荷限值", PERCENT))
+        .override_by_name("rate", shown("落实率", PERCENT, model.DynamicConfigValue(id_val="decimals", value=1))),
         names)
     timeline = (statetimeline.Panel().title("管控生产设施落实时间线")
                 .description("每分钟的判定：绿色落实，红色未落实（企业信用代码 + 设施编号）")
@@ -97,9 +93,9 @@ def build(registry: Registry) -> dict[str, Any]:
     alarms = _enterprise(
         table.Panel().title("应急管控告警").description("所选时间范围内应急管控不落实告警的开启与恢复事件，最新在前")
         .with_target(InfluxQL(ALARMS, result_format="table")).filterable(True)
-        .override_by_name("Time", [_title("时间")])
-        .override_by_name("state", [_title("状态"), _map(STATE), COLORED])
-        .override_by_name("message", [_title("告警内容")]), names)
+        .override_by_name("Time", shown("时间"))
+        .override_by_name("state", shown("状态", _map(STATE), COLORED))
+        .override_by_name("message", shown("告警内容")), names)
     dashboard = (new_dashboard("应急管控", UID)
                  .with_variable(county_variable()).with_variable(enterprise_variable(multi=True))
                  .with_panel(place(periods, 0, 0, 16, 7))

@@ -9,7 +9,7 @@ from grafana_foundation_sdk.builders import barchart, common, dashboard as db, g
 from grafana_foundation_sdk.models import common as common_model, dashboard as model, geomap as geomap_model
 
 from gkjk.grafana.common import (
-    COUNTY, county_variable, enterprise_link, enterprise_names, new_dashboard, place, render,
+    COUNTY, DROP_TIME, county_variable, enterprise_link, enterprise_names, new_dashboard, place, render, shown,
 )
 from gkjk.grafana.influxql import InfluxQL, open_alarms
 from gkjk.registry import Registry
@@ -17,7 +17,6 @@ from gkjk.registry import Registry
 UID = "gkjk-overview"
 GAZETTEER = "public/gazetteer/gkjk-enterprises.json"
 # Table results carry InfluxDB's time column; for counts per tag it is the epoch and means nothing.
-DROP_TIME = model.DataTransformerConfig(id_val="organize", options={"excludeByName": {"Time": True}})
 
 ONLINE = ('SELECT count("peer") AS "在线设备" FROM (SELECT last("peer") AS "peer", "event" FROM "device_event" '
           f'WHERE {COUNTY} GROUP BY "mn") WHERE "event" = \'online\'')
@@ -56,15 +55,14 @@ def build(registry: Registry) -> dict[str, Any]:
                  .with_target(InfluxQL(open_alarms('count("state") AS "未关闭告警"', COUNTY, '"county"'),
                                        result_format="table"))
                  .with_transformation(DROP_TIME).x_field("county")
-                 .override_by_name("county", [model.DynamicConfigValue(id_val="displayName", value="区县")]))
+                 .override_by_name("county", shown("区县")))
     enterprises = (table.Panel().title("有未关闭告警的企业")
                    .with_target(InfluxQL(open_alarms('count("state") AS "告警数", last("message") AS "最新告警"',
                                                      COUNTY, '"ent", "county"'), result_format="table"))
                    .with_transformation(DROP_TIME).filterable(True)
-                   .override_by_name("ent", [model.DynamicConfigValue(id_val="displayName", value="企业"),
-                                             model.DynamicConfigValue(id_val="mappings", value=names),
-                                             *enterprise_link()])
-                   .override_by_name("county", [model.DynamicConfigValue(id_val="displayName", value="区县")]))
+                   .override_by_name("ent", shown("企业", model.DynamicConfigValue(id_val="mappings", value=names),
+                                                  *enterprise_link()))
+                   .override_by_name("county", shown("区县")))
     world = (geomap.Panel().title("企业分布")
              .description("绿点：有数采仪接入的企业；红点：有未关闭告警的企业（点越大告警越多）")
              .with_target(InfluxQL(HEARD, ref_id="A", result_format="table"))

@@ -11,6 +11,7 @@ from grafana_foundation_sdk.models import dashboard as model
 
 from gkjk.grafana.common import (
     COUNTY, ENT, county_variable, enterprise_link, enterprise_names, enterprise_variable, new_dashboard, place, render,
+    DROP_TIME, shown, unit,
 )
 from gkjk.grafana.influxql import InfluxQL
 from gkjk.registry import Registry
@@ -18,7 +19,6 @@ from gkjk.registry import Registry
 UID = "gkjk-quality"
 FILTERS = f"{COUNTY} AND {ENT}"
 TARGET = 90  # % of the expected records a device must deliver (O&M contracts, DOMAIN: effective transmission)
-DROP_TIME = model.DataTransformerConfig(id_val="organize", options={"excludeByName": {"Time": True}})
 EVENTS = [model.ValueMap({"online": model.ValueMappingResult(text="在线", color="green"),
                           "offline": model.ValueMappingResult(text="离线", color="red")})]
 
@@ -74,24 +74,20 @@ def device_rates(registry: Registry) -> str | None:
             'GROUP BY "mn", "ent", "county"')
 
 
-def _shown(title: str, *more: model.DynamicConfigValue) -> list[model.DynamicConfigValue]:
-    return [model.DynamicConfigValue(id_val="displayName", value=title), *more]
-
-
 def _device_table(panel: table.Panel, names: list[model.ValueMap], device_column: str = "mn") -> table.Panel:
     """Chinese headers for the tag columns every device table has; enterprise cells link to 企业详情."""
     return (panel.filterable(True)
-            .override_by_name(device_column, _shown("数采仪"))
-            .override_by_name("ent", _shown("企业", model.DynamicConfigValue(id_val="mappings", value=names),
+            .override_by_name(device_column, shown("数采仪"))
+            .override_by_name("ent", shown("企业", model.DynamicConfigValue(id_val="mappings", value=names),
                                             *enterprise_link()))
-            .override_by_name("county", _shown("区县")))
+            .override_by_name("county", shown("区县")))
 
 
 def _rate_cells(panel: table.Panel) -> table.Panel:
     """传输率 in %, red below the target."""
     steps = [model.Threshold(value=None, color="red"), model.Threshold(value=TARGET, color="green")]
     return (panel.override_by_name("传输率", [
-        model.DynamicConfigValue(id_val="unit", value="percent"),
+        unit("percent"),
         model.DynamicConfigValue(id_val="decimals", value=1),
         model.DynamicConfigValue(id_val="thresholds", value={"mode": "absolute", "steps": steps}),
         model.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-background"})]))
@@ -122,7 +118,7 @@ def _rate_panels(rates: str, names: list[model.ValueMap]) -> list[tuple[Any, int
                   .with_target(InfluxQL(f'SELECT mean("传输率") AS "传输率" FROM ({rates}) GROUP BY "county"',
                                         result_format="table"))
                   .with_transformation(DROP_TIME).x_field("county").unit("percent").min(0)
-                  .override_by_name("county", _shown("区县")))
+                  .override_by_name("county", shown("区县")))
     failing_table = _rate_cells(_device_table(
         table.Panel().title(f"传输率低于 {TARGET}% 的设备")
         .description(f"运维合同要求有效传输率不低于 {TARGET}%；完全无数据的设备见“设备在线状态”和“从未上报数据的设备”")
@@ -142,12 +138,12 @@ def build(registry: Registry) -> dict[str, Any]:
     status = _device_table(
         table.Panel().title("设备在线状态").description("每台数采仪最后一次上线或离线事件，不受时间范围限制")
         .with_target(InfluxQL(LAST_EVENT.format(filters=FILTERS), result_format="table"))
-        .override_by_name("Time", _shown("状态时间"))
-        .override_by_name("event", _shown("状态", model.DynamicConfigValue(id_val="mappings", value=EVENTS),
+        .override_by_name("Time", shown("状态时间"))
+        .override_by_name("event", shown("状态", model.DynamicConfigValue(id_val="mappings", value=EVENTS),
                                           model.DynamicConfigValue(id_val="custom.cellOptions",
                                                                    value={"type": "color-text"})))
-        .override_by_name("peer", _shown("连接地址"))
-        .override_by_name("reason", _shown("离线原因")), names)
+        .override_by_name("peer", shown("连接地址"))
+        .override_by_name("reason", shown("离线原因")), names)
     silent_table = _device_table(
         table.Panel().title("从未上报数据的设备").description("规则引擎已纳入监控，但至今没有任何一条读数")
         .with_target(InfluxQL(never, result_format="table")).with_transformation(DROP_TIME)
