@@ -9,12 +9,13 @@ time bucket, summed; latencies are the worst worker's.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from grafana_foundation_sdk.builders import dashboard as db, table, timeseries
 from grafana_foundation_sdk.models import dashboard as model
 
-from gkjk.grafana.common import ALL_VALUE, DATASOURCE_REF, new_dashboard, place, render
+from gkjk.grafana.common import ALL_VALUE, DATASOURCE_REF, new_dashboard, place, render, shown, unit
 from gkjk.grafana.influxql import InfluxQL
 from gkjk.registry import Registry
 
@@ -94,8 +95,8 @@ WRITE_LATENCY = ('SELECT max("writer_last_write_latency") AS "InfluxDB 写入", 
 GC_PAUSE = f'SELECT max("gc_pause_max_ms") AS "最长停顿" FROM "{MEASUREMENT}" WHERE {WHERE} {OVER_TIME}'
 
 
-def _unit(name: str, unit: str, right: bool = False) -> tuple[str, list[model.DynamicConfigValue]]:
-    values = [model.DynamicConfigValue(id_val="unit", value=unit)]
+def _unit(name: str, unit_name: str, right: bool = False) -> tuple[str, list[model.DynamicConfigValue]]:
+    values = [unit(unit_name)]
     if right:
         values.append(model.DynamicConfigValue(id_val="custom.axisPlacement", value="right"))
     return name, values
@@ -111,17 +112,16 @@ def _chart(title: str, description: str, *queries: str, unit: str,
     return panel
 
 
-def _shown(title: str, unit: str | None = None) -> list[model.DynamicConfigValue]:
-    values = [model.DynamicConfigValue(id_val="displayName", value=title)]
-    if unit:
-        values.append(model.DynamicConfigValue(id_val="unit", value=unit))
-    return values
-
-
 def panel_id(title: str) -> int:
     """The id of the panel titled `title` (the platform alert rules link to their panel)."""
-    [number] = [panel["id"] for panel in build()["panels"] if panel["title"] == title]
+    [number] = [number for panel_title, number in _panels() if panel_title == title]
     return number
+
+
+@functools.cache
+def _panels() -> tuple[tuple[str, int], ...]:
+    """(title, id) of every panel: the dashboard is built once however many rules link to it."""
+    return tuple((panel["title"], panel["id"]) for panel in build()["panels"])
 
 
 def build(registry: Registry | None = None) -> dict[str, Any]:
@@ -130,12 +130,12 @@ def build(registry: Registry | None = None) -> dict[str, Any]:
     workers = (table.Panel().title("各工作进程最新状态")
                .description("每个接入工作进程在所选时间范围内最后一次上报的自监控数据；计数为进程启动以来的累计值")
                .with_target(InfluxQL(WORKERS, result_format="table"))
-               .override_by_name("Time", _shown("最后上报"))
-               .override_by_name("host", _shown("主机"))
-               .override_by_name("worker", _shown("工作进程"))
-               .override_by_name("积压字节", _shown("积压字节", "bytes"))
-               .override_by_name("写入延迟", _shown("写入延迟", "s"))
-               .override_by_name("GC 最长停顿", _shown("GC 最长停顿", "ms")))
+               .override_by_name("Time", shown("最后上报"))
+               .override_by_name("host", shown("主机"))
+               .override_by_name("worker", shown("工作进程"))
+               .override_by_name("积压字节", shown("积压字节", unit("bytes")))
+               .override_by_name("写入延迟", shown("写入延迟", unit("s")))
+               .override_by_name("GC 最长停顿", shown("GC 最长停顿", unit("ms"))))
     connections = _chart(
         "连接数与在线设备", "全部工作进程合计：当前 TCP 连接数，已登录（MN 与密码正确）的数采仪台数",
         summed({"连接数": last("connections"), "在线设备": last("devices_online")}), unit="suffix: 个")
