@@ -9,15 +9,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import pytest_twisted
 from gkjk.influxd import InfluxServer
 from gkjk_process import write_config
+from test_writer import eventually
 from twisted.internet import reactor
-from twisted.internet.task import deferLater
 
 from ingest_twisted.deadletter import (
     TORN_MARK,
@@ -39,13 +38,6 @@ FIXED = [b'n g="y" %d' % (T + 1), b'n g="z" %d' % (T + 2)]  # n.g is an integer 
 FIXED_ELSEWHERE = [b'n g="w" %d' % (T + 3)]  # the same, dead-lettered by worker 1
 
 
-async def eventually(predicate: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await deferLater(reactor, 0.05)
-
-
 async def dead_letter(srv: InfluxServer, db: str, spool_dir: Path, *batches: list[bytes]) -> Path:
     """Have a real DurableWriter send each batch to InfluxDB, which refuses it; returns its dead-letter file."""
     client = InfluxClient(srv.url, db, timeout=5)
@@ -54,7 +46,7 @@ async def dead_letter(srv: InfluxServer, db: str, spool_dir: Path, *batches: lis
     try:
         for n, batch in enumerate(batches, 1):
             await writer.submit(batch)
-            await eventually(lambda: writer.stats().dead_lettered_batches == n, f"dead letter {n}")
+            await eventually(lambda: writer.stats().dead_lettered_batches == n, timeout=20.0, what=f"dead letter {n}")
         assert writer.stats().written_lines == 0
     finally:
         await writer.stop()
