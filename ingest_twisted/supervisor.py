@@ -86,11 +86,10 @@ def _status_loop(config: Config, reactor):
 
 def run_worker(config: Config, index: int, reuse_port: bool, status: bool = False) -> None:
     """Serve until SIGTERM/SIGINT; SIGHUP reloads the site registry."""
-    from twisted.internet import reactor
-
-    from ingest_twisted import heap
+    from ingest_twisted import eventloop, heap
     from ingest_twisted.server import Worker
 
+    reactor = eventloop.install()
     _start_logging()
     _raise_open_file_limit()
     worker = Worker(config, reactor, index=index, reuse_port=reuse_port)
