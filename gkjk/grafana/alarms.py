@@ -8,8 +8,8 @@ from grafana_foundation_sdk.builders import dashboard as db, table
 from grafana_foundation_sdk.models import dashboard as model
 
 from gkjk.grafana.common import (
-    ALL_VALUE, COUNTY, DATASOURCE_REF, ENT, county_variable, enterprise_link, enterprise_names, enterprise_variable,
-    DROP_TIME, new_dashboard, place, render, shown, unit,
+    ALL_VALUE, COLORED, COUNTY, DATASOURCE_REF, ENT, county_variable, enterprise_link, enterprise_names,
+    enterprise_variable, DROP_TIME, mapped, new_dashboard, place, render, shown, unit, value_texts,
 )
 from gkjk.grafana.influxql import InfluxQL, open_alarms
 from gkjk.registry import Registry
@@ -24,25 +24,15 @@ RECENT = ('SELECT "state", "message", "duration_s" / 60 AS "持续分钟", "rule
           f'FROM "alarm" WHERE $timeFilter AND "state" != \'retracted\' AND {FILTERS} ORDER BY time DESC LIMIT 1000')
 
 
-def _mapping(values: dict[str, tuple[str, str] | str]) -> list[model.ValueMap]:
-    """Tag value -> Chinese text (and colour)."""
-    return [model.ValueMap({key: model.ValueMappingResult(text=v) if isinstance(v, str)
-                            else model.ValueMappingResult(text=v[0], color=v[1]) for key, v in values.items()})]
-
-
 def _columns(panel: table.Panel, names: list[model.ValueMap]) -> table.Panel:
     """Chinese headers and readable values for the tag columns both tables share."""
-    def mapped(values: list[model.ValueMap]) -> model.DynamicConfigValue:
-        return model.DynamicConfigValue(id_val="mappings", value=values)
-
-    colored = model.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-text"})
     return (panel.filterable(True)
             .override_by_name("ent", shown("企业", mapped(names), *enterprise_link()))
             .override_by_name("county", shown("区县"))
             .override_by_name("fac", shown("设施"))
-            .override_by_name("rule", shown("规则", mapped(_mapping(RULE_TITLES))))
-            .override_by_name("severity", shown("级别", mapped(_mapping(SEVERITY)), colored))
-            .override_by_name("state", shown("状态", mapped(_mapping(STATE)), colored))
+            .override_by_name("rule", shown("规则", mapped(value_texts(RULE_TITLES))))
+            .override_by_name("severity", shown("级别", mapped(value_texts(SEVERITY)), COLORED))
+            .override_by_name("state", shown("状态", mapped(value_texts(STATE)), COLORED))
             .override_by_name("message", shown("告警内容")))
 
 

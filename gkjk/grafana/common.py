@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from grafana_foundation_sdk.builders import dashboard as db
@@ -56,6 +56,21 @@ def enterprise_link() -> list[model.DynamicConfigValue]:
 def shown(title: str, *more: model.DynamicConfigValue) -> list[model.DynamicConfigValue]:
     """A field override: the column or series headed `title` (Chinese), with any further settings."""
     return [model.DynamicConfigValue(id_val="displayName", value=title), *more]
+
+
+def value_texts(values: Mapping[str, str | tuple[str, str]]) -> list[model.ValueMap]:
+    """A value mapping: each stored value shown as a Chinese text, or as (text, colour)."""
+    return [model.ValueMap({key: model.ValueMappingResult(text=v) if isinstance(v, str)
+                            else model.ValueMappingResult(text=v[0], color=v[1]) for key, v in values.items()})]
+
+
+def mapped(values: list[model.ValueMap]) -> model.DynamicConfigValue:
+    """A field setting: values shown through these mappings (`value_texts`, `enterprise_names`)."""
+    return model.DynamicConfigValue(id_val="mappings", value=values)
+
+
+#: A field setting: table cells coloured by their value mapping's colour.
+COLORED = model.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-text"})
 
 
 def unit(name: str) -> model.DynamicConfigValue:

@@ -14,8 +14,8 @@ from grafana_foundation_sdk.models import common as common_model, dashboard as m
 
 from gkjk.grafana.alarms import STATE
 from gkjk.grafana.common import (
-    COUNTY, ENT, county_variable, enterprise_link, enterprise_names, enterprise_variable, new_dashboard, place, render,
-    DROP_TIME, shown, unit,
+    COLORED, COUNTY, ENT, county_variable, enterprise_link, enterprise_names, enterprise_variable, mapped,
+    new_dashboard, place, render, DROP_TIME, shown, unit, value_texts,
 )
 from gkjk.grafana.influxql import InfluxQL, open_alarms
 from gkjk.registry import Registry
@@ -41,15 +41,10 @@ LEVELS = {"黄色": "yellow", "橙色": "orange", "红色": "red"}
 COMPLIANT = {"1": ("落实", "green"), "0": ("未落实", "red")}
 
 
-def _map(values: dict[str, tuple[str, str]]) -> model.DynamicConfigValue:
-    return model.DynamicConfigValue(id_val="mappings", value=[model.ValueMap(
-        {key: model.ValueMappingResult(text=text, color=color) for key, (text, color) in values.items()})])
-
-
-COLORED = model.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-text"})
 TIME = unit("dateTimeAsLocal")
 PERCENT = unit("percent")
-LEVEL = shown("预警级别", _map({level: (level, color) for level, color in LEVELS.items()}), COLORED)
+LEVEL = shown("预警级别", mapped(value_texts({level: (level, color) for level, color in LEVELS.items()})),
+              COLORED)
 
 
 def _enterprise(panel: table.Panel, names: list[model.ValueMap]) -> table.Panel:
@@ -79,7 +74,7 @@ def build(registry: Registry) -> dict[str, Any]:
         .description("每条管控生产设施的措施、最近一分钟是否落实、负荷率（按功率或电流）与限值，及所选时间范围内的落实率")
         .with_target(InfluxQL(LINES, result_format="table")).with_transformation(DROP_TIME).filterable(True)
         .override_by_name("level", LEVEL).override_by_name("action", shown("管控措施"))
-        .override_by_name("compliant", shown("最近状态", _map(COMPLIANT), COLORED))
+        .override_by_name("compliant", shown("最近状态", mapped(value_texts(COMPLIANT)), COLORED))
         .override_by_name("period", shown("预警名称"))
         .override_by_name("load", shown("负荷率", PERCENT)).override_by_name("cap", shown("负荷限值", PERCENT))
         .override_by_name("rate", shown("落实率", PERCENT, model.DynamicConfigValue(id_val="decimals", value=1))),
@@ -94,7 +89,7 @@ def build(registry: Registry) -> dict[str, Any]:
         table.Panel().title("应急管控告警").description("所选时间范围内应急管控不落实告警的开启与恢复事件，最新在前")
         .with_target(InfluxQL(ALARMS, result_format="table")).filterable(True)
         .override_by_name("Time", shown("时间"))
-        .override_by_name("state", shown("状态", _map(STATE), COLORED))
+        .override_by_name("state", shown("状态", mapped(value_texts(STATE)), COLORED))
         .override_by_name("message", shown("告警内容")), names)
     dashboard = (new_dashboard("应急管控", UID)
                  .with_variable(county_variable()).with_variable(enterprise_variable(multi=True))

@@ -9,7 +9,8 @@ from grafana_foundation_sdk.builders import barchart, common, dashboard as db, g
 from grafana_foundation_sdk.models import common as common_model, dashboard as model, geomap as geomap_model
 
 from gkjk.grafana.common import (
-    COUNTY, DROP_TIME, county_variable, enterprise_link, enterprise_names, new_dashboard, place, render, shown,
+    COUNTY, DROP_TIME, county_variable, enterprise_link, enterprise_names, mapped, new_dashboard, place, render,
+    shown,
 )
 from gkjk.grafana.influxql import InfluxQL, open_alarms
 from gkjk.registry import Registry
@@ -60,7 +61,7 @@ def build(registry: Registry) -> dict[str, Any]:
                    .with_target(InfluxQL(open_alarms('count("state") AS "告警数", last("message") AS "最新告警"',
                                                      COUNTY, '"ent", "county"'), result_format="table"))
                    .with_transformation(DROP_TIME).filterable(True)
-                   .override_by_name("ent", shown("企业", model.DynamicConfigValue(id_val="mappings", value=names),
+                   .override_by_name("ent", shown("企业", mapped(names),
                                                   *enterprise_link()))
                    .override_by_name("county", shown("区县")))
     world = (geomap.Panel().title("企业分布")
