@@ -139,8 +139,38 @@ def platform_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         influx.close()
 
 
+@dataclass
+class Evaluations:
+    """When the module's rule engine reported (epoch s): healthy cycles, then failed ones."""
+
+    healthy: list[int]
+    failed: list[int]
+
+
+@pytest_twisted.async_fixture(scope="module")
+async def evaluations(platform_run: Run) -> Evaluations:
+    """A real rule engine (the test site's registry) evaluates three times a minute apart, ten to eight minutes ago;
+    then three cycles fail, one a minute up to now, recorded as the engine records a cycle that raised."""
+    client = InfluxClient(platform_run.influx.url, platform_run.db)
+    now = int(time.time())
+    try:
+        engine = Engine(client, lambda: RULES_REGISTRY, Plugins(load_entry_points=False), RulesConfig())
+        for minutes in (10, 9, 8):
+            await engine.evaluate(now - minutes * 60)
+        for minutes in (2, 1, 0):
+            await engine.write_metrics(now - minutes * 60, 0.25, None)
+    finally:
+        await client.close()
+    points = rows(run(platform_run.influx, platform_run.db, 'SELECT "failed" FROM "gkjk_rules"'))
+    [healthy, failed] = [[round(datetime.fromisoformat(p["time"].replace("Z", "+00:00")).timestamp())
+                          for p in points if p["failed"] == outcome] for outcome in (0, 1)]
+    assert (len(healthy), len(failed)) == (3, 3)
+    return Evaluations(healthy, failed)
+
+
 @pytest.fixture(scope="module")
-def metrics(platform_run: Run) -> tuple[InfluxServer, str]:
+def metrics(platform_run: Run, evaluations: Evaluations) -> tuple[InfluxServer, str]:
+    """The ingest run's database, with the rule engine's points in it too."""
     return platform_run.influx, platform_run.db
 
 
@@ -190,6 +220,14 @@ def _errors(series: list[dict]) -> bool:
     return peaks["错误合计"] >= 0.5 and peaks["CRC 校验失败"] >= 0.5 and min(peaks.values()) >= 0
 
 
+def _engines(series: list[dict]) -> bool:
+    [s] = series
+    latest = s["rows"][-1]
+    return (s["tags"] == {"host": socket.gethostname()} and latest["结果"] == 1
+            and latest["企业数"] == len(RULES_REGISTRY.enterprises) and latest["判定耗时"] == 0.25
+            and latest["新开告警"] is None)
+
+
 def _latency(series: list[dict]) -> bool:
     return (bool(rows(series)) and all(0 < r["P50"] <= r["P99"] <= r["最大值"] * 1.02 for r in rows(series))
             and max(column(series, "最大值")) < 10_000)
@@ -212,6 +250,10 @@ EXPECTED: dict[tuple[str, str], Check] = {
     ("垃圾回收停顿", "A"): lambda s: len(column(s, "最长停顿")) > 5 and min(column(s, "最长停顿")) >= 0,
     ("垃圾回收停顿", "B"): lambda s: len(column(s, "回收耗时占比")) > 5
     and all(0 <= v < 1 for v in column(s, "回收耗时占比")),
+    ("规则引擎最新判定", "A"): _engines,
+    ("规则判定耗时", "A"): lambda s: len(column(s, "判定耗时")) == 6 and all(v > 0 for v in column(s, "判定耗时")),
+    ("告警事件与判定失败", "A"): lambda s: sum(column(s, "判定失败")) == 3
+    and len(column(s, "新开告警")) == 3 and min(column(s, "新开告警") + column(s, "恢复告警")) >= 0,
 }
 
 
@@ -308,12 +350,22 @@ def test_platform_rules_link_their_panels():
     panels = {p["id"]: p["title"] for p in dashboard()["panels"]}
     assert {uid: panels.get(r.get("panelId")) for uid, r in RULES.items()} == {
         "silent": "各工作进程最新状态", "spool": "写入积压", "retries": "写入重试与死信",
-        "dead-letters": "写入重试与死信", "ack-latency": "应答延迟", "rules-silent": None}
+        "dead-letters": "写入重试与死信", "ack-latency": "应答延迟", "rules-silent": "规则引擎最新判定",
+        "rules-failing": "告警事件与判定失败"}
+    assert {r["dashboardUid"] for r in RULES.values()} == {platform.UID}
     assert {uid: (r["noDataState"], r["for"]) for uid, r in RULES.items()} == {
         "silent": ("Alerting", "0s"), "spool": ("OK", "5m"), "retries": ("OK", "5m"),
-        "dead-letters": ("OK", "0s"), "ack-latency": ("OK", "5m"), "rules-silent": ("Alerting", "0s")}
-    # No panel shows `gkjk_rules`: that rule links to no dashboard (Grafana wants both or neither).
-    assert "dashboardUid" not in RULES["rules-silent"] and "panelId" not in RULES["rules-silent"]
+        "dead-letters": ("OK", "0s"), "ack-latency": ("OK", "5m"), "rules-silent": ("Alerting", "0s"),
+        "rules-failing": ("OK", "0s")}
+
+
+def test_rules_failing_rule_fires_on_three_failed_evaluations_in_five_minutes(platform_run, evaluations):
+    rule = RULES["rules-failing"]
+    last_healthy, last_failed = evaluations.healthy[-1] * 1000, evaluations.failed[-1] * 1000
+    assert evaluate(platform_run, rule, last_healthy + 1000) == {HOST: False}  # healthy cycles: 0 failed
+    assert evaluate(platform_run, rule, evaluations.failed[1] * 1000 + 1000) == {HOST: False}  # 2 failed so far
+    assert evaluate(platform_run, rule, last_failed + 1000) == {HOST: True}
+    assert evaluate(platform_run, rule, last_failed + 200_000) == {HOST: False}  # the first failed cycle has left the window
 
 
 def test_spool_rule_fires_while_influxdb_is_down(platform_run):

@@ -56,8 +56,12 @@ SILENT_LOOKBACK_SECONDS = 86400
 # 规则引擎无判定: `gkjk rules` writes a `gkjk_rules` point per evaluation (`[rules] interval`, 60 s by default),
 # so three minutes without one is a stopped engine (or one whose writes no longer reach InfluxDB). Same query as
 # 采集服务无上报 (30 s buckets, the current one and the 6 before it: 3 to 3.5 minutes; the same lookback).
-RULES_MEASUREMENT = "gkjk_rules"
 RULES_SILENT_SECONDS = 180
+# 规则判定失败: evaluations that raised (`failed` = 1: a query InfluxDB refused, a bug) still write their point, so
+# 规则引擎无判定 stays quiet for them. 3 failed of the last 5 minutes (about 5 cycles at the default interval) is an
+# engine that no longer judges, not one failed cycle while InfluxDB restarted.
+RULES_FAILED = 3
+RULES_FAILED_WINDOW_SECONDS = 300
 # 写入积压增长: records in the spools of a host's workers, not yet in InfluxDB. A healthy writer sends a batch
 # as soon as it holds `[spool] batch_max_lines` (5,000) or after `flush_interval` (0.2 s), so a host keeps about a
 # batch per worker at most; 20,000 records held for 5 minutes means InfluxDB takes less than arrives.
@@ -103,6 +107,12 @@ def silent_hosts_query(measurement: str = platform.MEASUREMENT, field: str = "co
     return (f'SELECT moving_average(count("{field}"), {buckets}) * {buckets} AS "reports" '
             f'FROM "{measurement}" WHERE $timeFilter '
             f'GROUP BY time({SILENT_BUCKET_SECONDS}s), "host" fill(0)')
+
+
+def failed_evaluations_query() -> str:
+    """Per host: the rule engine's failed evaluations in the range."""
+    return (f'SELECT sum("failed") AS "failed" FROM "{platform.RULES_MEASUREMENT}" WHERE $timeFilter '
+            'GROUP BY "host"')
 
 
 def spool_query() -> str:
@@ -195,8 +205,8 @@ def _platform_rule(check: str, title: str, severity: str, data: list[dict[str, A
 
 
 def platform_rules(spool_records: int = SPOOL_RECORDS, ack_p99_ms: float = ACK_P99_MS) -> list[dict[str, Any]]:
-    """The health of the ingest service, per host, from `gkjk_ingest`, and the rule engine's liveness from
-    `gkjk_rules` (docs/grafana.md, *Alerting*)."""
+    """The health of the ingest service, per host, from `gkjk_ingest`, and the rule engine's liveness and failures
+    from `gkjk_rules` (docs/grafana.md, *Alerting*)."""
     minutes = SILENT_SECONDS // 60
     return [
         _platform_rule(
@@ -210,14 +220,22 @@ def platform_rules(spool_records: int = SPOOL_RECORDS, ack_p99_ms: float = ACK_P
             no_data="Alerting"),
         _platform_rule(
             "rules-silent", "规则引擎无判定", "high",
-            _data(silent_hosts_query(RULES_MEASUREMENT, "duration_seconds", RULES_SILENT_SECONDS),
-                  SILENT_LOOKBACK_SECONDS, "lt", 1), None, "0s",
+            _data(silent_hosts_query(platform.RULES_MEASUREMENT, "duration_seconds", RULES_SILENT_SECONDS),
+                  SILENT_LOOKBACK_SECONDS, "lt", 1), "规则引擎最新判定", "0s",
             f"{HOST} 的规则引擎 {RULES_SILENT_SECONDS // 60} 分钟无判定",
             f"{HOST} 的规则引擎（gkjk rules）已超过 {RULES_SILENT_SECONDS // 60} 分钟没有写入自监控数据 gkjk_rules："
             "它可能已停止、卡住，或它的写入到不了 InfluxDB。此时不会产生新的工况告警，也不会关闭已有的告警。"
             "请检查该主机上的 gkjk rules 进程、它的日志和它到 InfluxDB 的连接。",
             # No host at all evaluated during the lookback: every rule engine is down (or never ran).
             no_data="Alerting"),
+        _platform_rule(
+            "rules-failing", "规则判定失败", "high",
+            _data(failed_evaluations_query(), RULES_FAILED_WINDOW_SECONDS, "gt", RULES_FAILED - 1),
+            "告警事件与判定失败", "0s",
+            f"{HOST} 的规则引擎近 {RULES_FAILED_WINDOW_SECONDS // 60} 分钟有 {VALUE} 轮判定失败",
+            f"规则引擎（gkjk rules）近 {RULES_FAILED_WINDOW_SECONDS // 60} 分钟至少 {RULES_FAILED} 轮判定失败："
+            "此时不会产生新的工况告警，也不会关闭已有的告警。请查看该主机 gkjk rules 日志中的“rules evaluation "
+            "failed”（查询出错或规则插件异常）和 InfluxDB 的状态。"),
         _platform_rule(
             "spool", "写入积压增长", "medium",
             _data(spool_query(), 600, "gt", spool_records), "写入积压", SPOOL_FOR,

@@ -1,6 +1,8 @@
-"""平台运行状态: is the ingest platform itself healthy? Built from the ingest workers' self-metrics (`gkjk_ingest`,
-one point per worker every `[metrics] interval` seconds; docs/schema.md): connections, packet rates, errors by kind,
-acknowledgement latency, the durable writer's spool backlog and InfluxDB writes, garbage-collection pauses.
+"""平台运行状态: is the platform itself healthy? Built from the ingest workers' self-metrics (`gkjk_ingest`, one
+point per worker every `[metrics] interval` seconds; docs/schema.md): connections, packet rates, errors by kind,
+acknowledgement latency, the durable writer's spool backlog and InfluxDB writes, garbage-collection pauses; and from
+the rule engine's (`gkjk_rules`, one point per evaluation): how long a cycle takes, whether it failed, and the alarm
+events it wrote.
 
 Counters count from the worker's start: rates are `non_negative_derivative` per worker (a restart's reset is
 dropped, not a negative spike), summed over the workers in an outer query; gauges are the last value per worker and
@@ -15,12 +17,15 @@ from typing import Any
 from grafana_foundation_sdk.builders import dashboard as db, table, timeseries
 from grafana_foundation_sdk.models import dashboard as model
 
-from gkjk.grafana.common import ALL_VALUE, DATASOURCE_REF, new_dashboard, place, render, shown, unit
+from gkjk.grafana.common import (
+    ALL_VALUE, COLORED, DATASOURCE_REF, mapped, new_dashboard, place, render, shown, unit, value_texts,
+)
 from gkjk.grafana.influxql import InfluxQL
 from gkjk.registry import Registry
 
 UID = "gkjk-platform"
 MEASUREMENT = "gkjk_ingest"
+RULES_MEASUREMENT = "gkjk_rules"
 HOST = '"host" =~ /^$host$/'
 WHERE = f"{HOST} AND $timeFilter"
 PER_WORKER = 'GROUP BY time($__interval), "host", "worker" fill(none)'
@@ -46,9 +51,9 @@ ERROR_COLUMN = "sum_non_negative_derivative_"
 
 
 def host_variable() -> db.QueryVariable:
-    """主机: every host whose ingest workers have reported."""
+    """主机: every host whose ingest workers or rule engine have reported."""
     return (db.QueryVariable("host").label("主机").datasource(DATASOURCE_REF)
-            .query(f'SHOW TAG VALUES FROM "{MEASUREMENT}" WITH KEY = "host"')
+            .query('SHOW TAG VALUES FROM /^gkjk_/ WITH KEY = "host"')
             .multi(True).include_all(True).all_value(ALL_VALUE).refresh(model.VariableRefresh.ON_DASHBOARD_LOAD)
             .sort(model.VariableSort.ALPHABETICAL_ASC))
 
@@ -93,6 +98,15 @@ WRITE_LATENCY = ('SELECT max("writer_last_write_latency") AS "InfluxDB 写入", 
                  f'max("writer_last_fsync_latency") AS "缓存落盘（fsync）" FROM "{MEASUREMENT}" WHERE {WHERE} '
                  f"{OVER_TIME}")
 GC_PAUSE = f'SELECT max("gc_pause_max_ms") AS "最长停顿" FROM "{MEASUREMENT}" WHERE {WHERE} {OVER_TIME}'
+# The latest evaluation of each host's rule engine; a failed one has no event counts.
+RULES_LATEST = ('SELECT last("duration_seconds") AS "判定耗时", "enterprises" AS "企业数", "failed" AS "结果", '
+                '"opened" AS "新开告警", "closed" AS "恢复告警", "retracted" AS "撤回告警" '
+                f'FROM "{RULES_MEASUREMENT}" WHERE {WHERE} GROUP BY "host"')
+RULES_DURATION = (f'SELECT max("duration_seconds") AS "判定耗时" FROM "{RULES_MEASUREMENT}" WHERE {WHERE} '
+                  f"{OVER_TIME}")
+RULES_EVENTS = ('SELECT sum("opened") AS "新开告警", sum("closed") AS "恢复告警", sum("retracted") AS "撤回告警", '
+                f'sum("failed") AS "判定失败" FROM "{RULES_MEASUREMENT}" WHERE {WHERE} {OVER_TIME}')
+OUTCOME = value_texts({"0": ("正常", "green"), "1": ("失败", "red")})
 
 
 def _unit(name: str, unit_name: str, right: bool = False) -> tuple[str, list[model.DynamicConfigValue]]:
@@ -163,9 +177,23 @@ def build(registry: Registry | None = None) -> dict[str, Any]:
     gc = _chart("垃圾回收停顿", "Python 垃圾回收：各时间段内最长的一次停顿（最慢工作进程），及回收耗时占进程时间的比例",
                 GC_PAUSE, summed({"回收耗时占比": rate("gc_seconds")}, outer="max"), unit="ms",
                 overrides=(_unit("回收耗时占比", "percentunit", right=True),))
+    engines = (table.Panel().title("规则引擎最新判定")
+               .description("每台主机的规则引擎（gkjk rules）在所选时间范围内最后一次判定：耗时、覆盖企业数、"
+                            "是否失败，以及这一轮写入的告警事件数")
+               .with_target(InfluxQL(RULES_LATEST, result_format="table"))
+               .override_by_name("Time", shown("最后判定"))
+               .override_by_name("host", shown("主机"))
+               .override_by_name("判定耗时", shown("判定耗时", unit("s")))
+               .override_by_name("结果", shown("结果", mapped(OUTCOME), COLORED)))
+    duration = _chart("规则判定耗时", "每轮判定（读取数据、逐条规则判定、写入告警与状态）的耗时，最慢主机的值；"
+                      "判定每分钟一轮，接近 60 秒说明规则引擎跟不上", RULES_DURATION, unit="s")
+    events = _chart("告警事件与判定失败",
+                    "全部主机合计，每个时间段内：规则引擎新开、恢复、撤回（数据不再支持）的告警事件数，以及失败的判定轮数"
+                    "（失败时不会产生新告警，也不会关闭已有告警）",
+                    RULES_EVENTS, unit="suffix: 次")
     panels = [(workers, 0, 0, 24, 7), (connections, 0, 7, 12, 8), (packets, 12, 7, 12, 8), (errors, 0, 15, 12, 8),
               (latency, 12, 15, 12, 8), (backlog, 0, 23, 8, 8), (write_latency, 8, 23, 8, 8), (failures, 16, 23, 8, 8),
-              (gc, 0, 31, 24, 8)]
+              (gc, 0, 31, 24, 8), (engines, 0, 39, 24, 5), (duration, 0, 44, 12, 8), (events, 12, 44, 12, 8)]
     dashboard = new_dashboard("平台运行状态", UID, since="now-6h").with_variable(host_variable())
     for panel, x, y, w, h in panels:
         dashboard.with_panel(place(panel, x, y, w, h))
