@@ -115,7 +115,7 @@ def cmd_carbon_replaced(args: argparse.Namespace) -> None:
 def cmd_dead_letters_list(args: argparse.Namespace) -> None:
     from ingest_twisted import deadletter
 
-    sys.exit(deadletter.list_command(_config(args).spool.path, sys.stdout))
+    sys.exit(deadletter.list_command(_config(args).spool, sys.stdout))
 
 
 def cmd_dead_letters_replay(args: argparse.Namespace) -> None:
@@ -129,7 +129,7 @@ def cmd_dead_letters_replay(args: argparse.Namespace) -> None:
     async def replay(reactor) -> None:
         client = influx_client(config, reactor)
         try:
-            code = await deadletter.replay_command(config.spool.path, client, args.dry_run, sys.stdout, sys.stderr)
+            code = await deadletter.replay_command(config.spool, client, args.dry_run, sys.stdout, sys.stderr)
         finally:
             await client.close()
         raise SystemExit(code)

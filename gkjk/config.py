@@ -69,6 +69,18 @@ class SpoolConfig:
     batch_max_bytes: int = 2 * 1024 * 1024
     flush_interval: float = 0.2
 
+    def worker_directory(self, index: int) -> Path:
+        """Worker ``index``'s own spool, with its dead-letter file: ``<path>/worker-<index>``."""
+        return Path(self.path) / f"{WORKER_PREFIX}{index}"
+
+    def worker_directories(self) -> list[Path]:
+        """The worker directories under ``path`` (also of workers no longer configured), by worker number."""
+        found = [p for p in Path(self.path).glob(f"{WORKER_PREFIX}*") if p.name.removeprefix(WORKER_PREFIX).isdigit()]
+        return sorted(found, key=lambda p: int(p.name.removeprefix(WORKER_PREFIX)))
+
+
+WORKER_PREFIX = "worker-"
+
 
 @dataclass(frozen=True, slots=True)
 class MetricsConfig:

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
+from gkjk.config import SpoolConfig
 from ingest_twisted.influx import InfluxBadRequestError, InfluxClient, InfluxError
 
 __all__ = [
@@ -186,10 +187,9 @@ def read(path: Path) -> list[Batch]:
         return parse(_read(path))
 
 
-def dead_letter_files(spool_path: str | os.PathLike[str]) -> list[Path]:
+def dead_letter_files(spool: SpoolConfig) -> list[Path]:
     """Every worker's dead-letter file, ``<spool path>/worker-<n>/dead-letter.lp``, by worker number."""
-    found = [p for p in Path(spool_path).glob(f"worker-*/{FILE_NAME}") if p.parent.name[7:].isdigit()]
-    return sorted(found, key=lambda p: int(p.parent.name[7:]))
+    return [d / FILE_NAME for d in spool.worker_directories() if (d / FILE_NAME).is_file()]
 
 
 @dataclass
@@ -307,10 +307,10 @@ def _describe(batch: Batch) -> str:
     return f"{text}  DAMAGED: {batch.damaged}" if batch.damaged else text
 
 
-def list_command(spool_path: str | os.PathLike[str], out: TextIO) -> int:
+def list_command(spool: SpoolConfig, out: TextIO) -> int:
     """Print every worker's dead-lettered batches and the totals; exit status 0."""
     batches = lines = damaged = 0
-    files = dead_letter_files(spool_path)
+    files = dead_letter_files(spool)
     for path in files:
         found = read(path)
         found_lines = sum(len(b.points) for b in found)
@@ -320,18 +320,17 @@ def list_command(spool_path: str | os.PathLike[str], out: TextIO) -> int:
         for batch in found:
             print(f"  {_describe(batch)}", file=out)
         batches, lines, damaged = batches + len(found), lines + found_lines, damaged + broken
-    print(f"total: {batches} batches, {lines} lines in {len(files)} files under {spool_path}"
+    print(f"total: {batches} batches, {lines} lines in {len(files)} files under {spool.path}"
           + (f" ({damaged} damaged, not replayable as they are)" if damaged else ""), file=out)
     return 0
 
 
-async def replay_command(spool_path: str | os.PathLike[str], client: InfluxClient, dry_run: bool, out: TextIO,
-                         err: TextIO) -> int:
+async def replay_command(spool: SpoolConfig, client: InfluxClient, dry_run: bool, out: TextIO, err: TextIO) -> int:
     """Replay every worker's file in turn; exit status 1 if any batch is left (refused, unsent, damaged)."""
     totals = {"accepted": 0, "refused": 0, "unsent": 0, "damaged": 0}
     stopped = ""
     failed = False
-    for path in dead_letter_files(spool_path):
+    for path in dead_letter_files(spool):
         try:
             outcome = await replay(path, client, dry_run=dry_run, stop=bool(stopped))
         except DeadLetterError as exc:

@@ -203,7 +203,7 @@ class Worker:
         self.index = index
         self.reuse_port = reuse_port
         self.registry = RegistryHolder(Path(config.registry.path))
-        spool_dir = Path(config.spool.path) / f"worker-{index}"
+        spool_dir = config.spool.worker_directory(index)
         self.status_path = Path(config.spool.path) / f"status-{index}.json"
         self.influx = influx_client(config, reactor)
         self.spool = Spool(spool_dir, segment_size=config.spool.segment_bytes)

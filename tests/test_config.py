@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 import pytest
 
-from gkjk.config import DEFAULT_TOML, Config, ConfigError, load_config
+from gkjk.config import DEFAULT_TOML, Config, ConfigError, SpoolConfig, load_config
 
 
 def documented_defaults() -> dict:
@@ -51,3 +51,11 @@ def test_errors_name_the_setting(tmp_path, text, environ, message):
     with pytest.raises(ConfigError) as info:
         load_config(path, environ=environ)
     assert message in str(info.value)
+
+
+def test_worker_directories_are_numbered_under_the_spool_path(tmp_path):
+    spool = SpoolConfig(path=str(tmp_path))
+    assert spool.worker_directory(3) == tmp_path / "worker-3"
+    for name in ("worker-10", "worker-2", "worker-x", "status-0.json"):
+        (tmp_path / name).mkdir()
+    assert spool.worker_directories() == [tmp_path / "worker-2", tmp_path / "worker-10"]
