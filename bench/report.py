@@ -1,4 +1,8 @@
-"""Write a benchmark's figures into its own section of docs/benchmarks.md, leaving the others as they are."""
+"""Write a benchmark's figures into its own section of docs/benchmarks.md, leaving the others as they are.
+
+A section may end with a reading written by hand, after a `HAND_WRITTEN` line: a rerun replaces the figures above
+that line and keeps the line and what follows it.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ Produced by the scripts in `bench/`; each run rewrites its own section. Figures 
 one run on the machine named in the section (these are noisy shared 2-core machines:
 compare ratios measured in the same run rather than absolute numbers across runs).
 """
+HAND_WRITTEN = "<!-- written by hand below: kept when the bench runs again -->"
 
 
 def write_section(title: str, body: str) -> None:
@@ -22,8 +27,12 @@ def write_section(title: str, body: str) -> None:
     stamp = f"_{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {platform.machine()}, Python {platform.python_version()}_"
     section = f"## {title}\n\n{stamp}\n\n{body.rstrip()}\n"
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text).rstrip() + "\n"
+    found = pattern.search(text)
+    if found:
+        _, marker, kept = found.group().partition(HAND_WRITTEN)
+        text = text[:found.start()] + section + (f"\n{marker}{kept.rstrip()}\n" if marker else "") + "\n" + \
+            text[found.end():]
+        text = text.rstrip() + "\n"
     else:
         text = text.rstrip() + "\n\n" + section
     BENCHMARKS.parent.mkdir(exist_ok=True)
