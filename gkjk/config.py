@@ -271,6 +271,8 @@ def _validate(config: Config) -> None:
     _validate_thresholds(config.rules.thresholds)
     if config.spool.fsync_interval < 0:
         raise ConfigError("[spool] fsync_interval: must not be negative")
+    if config.metrics.interval <= 0:
+        raise ConfigError("[metrics] interval: must be positive")
     try:
         from zoneinfo import ZoneInfo
 

@@ -43,6 +43,7 @@ def test_file_then_environment_override(tmp_path):
         ("[influx]\napi = \"v4\"\n", {}, "[influx] api: expected v1, v2 or v3"),
         ("[ingest]\ntimezone = \"Mars/Base\"\n", {}, "[ingest] timezone: unknown time zone"),
         ("[ingest\n", {}, "not valid TOML"),
+        ("[metrics]\ninterval = 0\n", {}, "[metrics] interval: must be positive"),
     ],
 )
 def test_errors_name_the_setting(tmp_path, text, environ, message):

@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from gkjk.config import RelayConfig
+from gkjk.relay.metrics import RelayStats
 from gkjk.relay.outbox import Message, Outbox
 from gkjk.relay.outcome import Delivered, Failed, Outcome, RetryLater
 from gkjk.relay.providers import Sender
@@ -59,13 +60,14 @@ class Dispatcher:
     """Delivers the outbox's messages through one sender per channel."""
 
     def __init__(self, outbox: Outbox, senders: Mapping[str, Sender], limits: Mapping[str, SlidingWindow],
-                 policy: RetryPolicy, dead_letters: Path, reactor: Any) -> None:
+                 policy: RetryPolicy, dead_letters: Path, reactor: Any, stats: RelayStats | None = None) -> None:
         self.outbox = outbox
         self.senders = senders
         self.limits = limits
         self.policy = policy
         self.dead_letters = Path(dead_letters)
         self.reactor = reactor
+        self.stats = stats if stats is not None else RelayStats()  # counted here, reported by metrics.py
         self._in_flight: dict[str, Deferred[None]] = {}
         self._timer: Any = None
         self._stopped = False
@@ -109,6 +111,7 @@ class Dispatcher:
                 free = limit.next_free(message.address, now)
                 if free > now:
                     self.outbox.postpone(message.key, free)
+                    self.stats.channel(message.channel).rate_limit_postponed += 1
                     log.info("rate limit: {channel} to {address} postponed {s:.0f} s", channel=message.channel,
                              address=masked(message.address), s=free - now)
                     continue
@@ -139,16 +142,20 @@ class Dispatcher:
             self.limits[message.channel].release(message.address, started)
         attempts = message.attempts + 1
         where = f"{message.channel} to {masked(message.address)}"
+        counters = self.stats.channel(message.channel)
         match outcome:
             case Delivered():
                 self.outbox.sent(message.key, attempts, now)
+                counters.delivered += 1
                 log.info("delivered {where} (attempt {n}) {detail}", where=where, n=attempts, detail=outcome.detail)
             case RetryLater() if attempts < self.policy.max_attempts:
                 delay = outcome.after if outcome.after is not None else self.policy.delay(attempts)
                 self.outbox.failed_attempt(message.key, attempts, now + delay, outcome.reason)
+                counters.failed_attempts += 1
                 log.warn("{where}: attempt {n} failed ({reason}); next in {delay:.1f} s", where=where, n=attempts,
                          reason=outcome.reason, delay=delay)
             case RetryLater() | Failed():
+                counters.failed_attempts += 1
                 self._bury(message, attempts, now, outcome.reason)
         self._schedule_next()
 
@@ -161,6 +168,7 @@ class Dispatcher:
             out.flush()
             os.fsync(out.fileno())
         self.outbox.dead(message.key, attempts, now, reason)
+        self.stats.channel(message.channel).dead_lettered += 1
         log.error("gave up {channel} to {address} after {n} attempt(s): {reason}; see {file}",
                   channel=message.channel, address=masked(message.address), n=attempts, reason=reason,
                   file=str(self.dead_letters))

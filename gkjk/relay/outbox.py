@@ -128,6 +128,11 @@ class Outbox:
         found = dict(self._db.execute("SELECT state, count(*) FROM message GROUP BY state").fetchall())
         return {state: found.get(state, 0) for state in ("pending", "sent", "dead")}
 
+    def backlog(self) -> dict[str, tuple[int, float]]:
+        """Per channel with pending messages: how many, and when the oldest of them was queued (self-metrics)."""
+        return {channel: (n, oldest) for channel, n, oldest in self._db.execute(
+            "SELECT channel, count(*), min(created) FROM message WHERE state = 'pending' GROUP BY channel")}
+
     def prune(self, before: float) -> int:
         """Forget delivered and dead messages finished before `before` (their keys no longer dedup)."""
         return self._db.execute("DELETE FROM message WHERE state != 'pending' AND finished < ?", (before,)).rowcount

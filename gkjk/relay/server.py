@@ -14,6 +14,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from gkjk.relay.grafana import PayloadError, parse_notification
 from gkjk.relay.intake import Accepted, Intake
+from gkjk.relay.metrics import IntakeCounters
 from gkjk.relay.outbox import Outbox
 from gkjk.relay.routing import UnknownRecipient, parse_recipient
 
@@ -29,16 +30,23 @@ def _json(request: Request, status: int, body: dict[str, Any]) -> bytes:
 
 
 class GrafanaWebhook(Resource):
-    """Authenticates (Authorization: Bearer <token>), parses, and answers 200 once the messages are queued."""
+    """Authenticates (Authorization: Bearer <token>), parses, and answers 200 once the messages are queued.
+    Counts every request and its answer (`counters`, the self-metrics)."""
 
     isLeaf = True
 
-    def __init__(self, intake: Intake, token: str) -> None:
+    def __init__(self, intake: Intake, token: str, counters: IntakeCounters | None = None) -> None:
         super().__init__()
         self.intake = intake
         self.expected = f"Bearer {token}".encode()
+        self.counters = counters if counters is not None else IntakeCounters()
+
+    def _deny(self, request: Request, status: int, body: dict[str, Any]) -> bytes:
+        self.counters.refused[status] += 1
+        return _json(request, status, body)
 
     def render_POST(self, request: Request) -> bytes | int:
+        self.counters.requests += 1
         given = request.getHeader(b"Authorization") or b""
         if not isinstance(given, bytes):
             given = given.encode()
@@ -46,18 +54,18 @@ class GrafanaWebhook(Resource):
             request.setHeader(b"WWW-Authenticate", b'Bearer realm="gkjk relay"')
             log.warn("401 for {path} from {peer}", path=request.uri.decode(errors="replace"),
                      peer=request.getClientAddress().host)
-            return _json(request, 401, {"error": "missing or wrong bearer token"})
+            return self._deny(request, 401, {"error": "missing or wrong bearer token"})
         try:
             recipient = parse_recipient([s.decode("utf-8") for s in request.postpath])
         except (UnknownRecipient, UnicodeDecodeError) as exc:
-            return _json(request, 404, {"error": str(exc)})
+            return self._deny(request, 404, {"error": str(exc)})
         body = request.content.read(MAX_BODY + 1)
         if len(body) > MAX_BODY:
-            return _json(request, 413, {"error": f"body larger than {MAX_BODY} bytes"})
+            return self._deny(request, 413, {"error": f"body larger than {MAX_BODY} bytes"})
         try:
             alerts = parse_notification(body)
         except PayloadError as exc:
-            return _json(request, 400, {"error": f"not a Grafana webhook notification: {exc}"})
+            return self._deny(request, 400, {"error": f"not a Grafana webhook notification: {exc}"})
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
 
@@ -71,17 +79,18 @@ class GrafanaWebhook(Resource):
         accepted.addCallback(respond)
         return NOT_DONE_YET
 
-    @staticmethod
-    def _accepted(accepted: Accepted, request: Request) -> bytes:
+    def _accepted(self, accepted: Accepted, request: Request) -> bytes:
+        self.counters.accepted += 1
+        self.counters.queued += accepted.queued
+        self.counters.duplicates += accepted.duplicates
         return _json(request, 200, {"queued": accepted.queued, "duplicates": accepted.duplicates})
 
-    @staticmethod
-    def _refused(failure: Failure, request: Request) -> bytes:
+    def _refused(self, failure: Failure, request: Request) -> bytes:
         if failure.check(UnknownRecipient):
             log.error("{error}", error=str(failure.value))
-            return _json(request, 404, {"error": str(failure.value)})
+            return self._deny(request, 404, {"error": str(failure.value)})
         log.failure("notification not queued; Grafana will retry", failure)
-        return _json(request, 503, {"error": f"not queued: {failure.value}"})
+        return self._deny(request, 503, {"error": f"not queued: {failure.value}"})
 
 
 class Health(Resource):
@@ -105,8 +114,8 @@ class QuietSite(Site):
         pass
 
 
-def site(intake: Intake, outbox: Outbox, token: str, dry_run: bool) -> Site:
+def site(intake: Intake, outbox: Outbox, token: str, dry_run: bool, counters: IntakeCounters | None = None) -> Site:
     root = Resource()
-    root.putChild(b"grafana", GrafanaWebhook(intake, token))
+    root.putChild(b"grafana", GrafanaWebhook(intake, token, counters))
     root.putChild(b"healthz", Health(outbox, dry_run))
     return QuietSite(root)

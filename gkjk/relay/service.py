@@ -12,6 +12,7 @@ from twisted.logger import Logger
 from gkjk.config import Config, ConfigError
 from gkjk.relay.dispatcher import Dispatcher, RetryPolicy
 from gkjk.relay.intake import Intake
+from gkjk.relay.metrics import MetricsReporter, RelayStats
 from gkjk.relay.outbox import Outbox
 from gkjk.relay.providers import Sender, sms_provider
 from gkjk.relay.ratelimit import SlidingWindow
@@ -55,11 +56,16 @@ def run(config: Config, dry_run: bool = False) -> None:
     outbox = Outbox(Path(relay.outbox))
     limits = {"dingtalk": SlidingWindow(relay.dingtalk_per_minute, 60.0),
               "sms": SlidingWindow(relay.sms_per_phone_per_hour, 3600.0)}
-    dispatcher = Dispatcher(outbox, senders, limits, RetryPolicy.of(relay), Path(relay.dead_letters), reactor)
-    intake = Intake(lambda: holder.current, influx_client(config, reactor), outbox, relay,
-                    config.ingest.timezone, reactor, dispatcher.wake)
+    stats = RelayStats()
+    dispatcher = Dispatcher(outbox, senders, limits, RetryPolicy.of(relay), Path(relay.dead_letters), reactor,
+                            stats)
+    influx = influx_client(config, reactor)
+    intake = Intake(lambda: holder.current, influx, outbox, relay, config.ingest.timezone, reactor, dispatcher.wake)
+    # Dry run writes its metrics too (marked dry_run=1): the rehearsal covers the relay's monitoring as well.
+    metrics = MetricsReporter(stats, outbox, senders, influx, config.metrics.interval, reactor, relay.dry_run)
     try:
-        reactor.listenTCP(relay.port, server.site(intake, outbox, relay.token, relay.dry_run), interface=relay.host)
+        reactor.listenTCP(relay.port, server.site(intake, outbox, relay.token, relay.dry_run, stats.intake),
+                          interface=relay.host)
     except CannotListenError as exc:
         raise ConfigError(f"[relay] listen: cannot listen on {relay.listen}: {exc.socketError}") from None
     prune = LoopingCall(lambda: outbox.prune(reactor.seconds() - relay.dedup_hours * 3600))
@@ -72,9 +78,11 @@ def run(config: Config, dry_run: bool = False) -> None:
                  pending=counts["pending"])
         prune.start(PRUNE_INTERVAL, now=True)
         dispatcher.start()
+        metrics.start()
 
     def stopping() -> Deferred[None]:
         prune.stop()
+        metrics.stop()  # before the outbox closes: the gauges read it
         return dispatcher.stop().addBoth(lambda _: outbox.close())
 
     reload_registry_on_sighup(holder, reactor)
