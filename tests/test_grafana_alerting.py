@@ -190,7 +190,7 @@ def test_policies_follow_the_schema():
     # Platform alerts first, to the bureau only; every other route continues to the next.
     platform, *alarms = root["routes"]
     assert platform["object_matchers"] == [[SCOPE[0], "=", SCOPE[1]]] and platform["continue"] is False
-    assert set(platform["group_by"]) == {"alertname", "host", "worker"}
+    assert set(platform["group_by"]) == {"alertname", "host", "worker", "channel"}
     assert all(route["continue"] is True for route in alarms)
     assert set(root["group_by"]) <= {"alertname", "grafana_folder", *SERIES}
     wait, interval, repeat = (seconds(root[k]) for k in ("group_wait", "group_interval", "repeat_interval"))

@@ -43,6 +43,7 @@ from rules_plugins.engine import Engine
 from rules_plugins.plugins import Plugins
 from rules_support import REGISTRY as RULES_REGISTRY
 from test_grafana_queries import run
+from test_relay_e2e import FOUNDRY, Receiver, Relay, aliyun_judge, alert, dingtalk_judge
 
 ROOT = Path(__file__).resolve().parent.parent
 DEVICES = 2  # loggers connected and logged in at the end
@@ -168,9 +169,62 @@ async def evaluations(platform_run: Run) -> Evaluations:
     return Evaluations(healthy, failed)
 
 
+@dataclass
+class RelayRun:
+    """When the module's relay did what (epoch ms)."""
+
+    posted: int  # the alert posted: a DingTalk and an SMS message queued
+    longest_wait: int  # the point with the longest wait of the DingTalk message
+    stopped: int  # the relay stopped, after reporting the outcomes
+
+
+RELAY_METRICS_INTERVAL = 0.2
+
+
 @pytest.fixture(scope="module")
-def metrics(platform_run: Run, evaluations: Evaluations) -> tuple[InfluxServer, str]:
-    """The ingest run's database, with the rule engine's points in it too."""
+def relay_run(platform_run: Run, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayRun]:
+    """The real `gkjk relay` on the ingest run's InfluxDB and database, against local stand-ins for DingTalk and
+    Aliyun: one alert is posted (a DingTalk message and an SMS); DingTalk fails twice, then delivers; Aliyun fails
+    all 3 attempts, so the SMS is given up; a post with a wrong token is refused. Then the relay stops."""
+    dingtalk, aliyun = Receiver(dingtalk_judge).start(), Receiver(aliyun_judge).start()
+    relay = Relay(tmp_path_factory.mktemp("relay"), platform_run.influx.url, platform_run.db, dingtalk, aliyun,
+                  max_attempts=3, retry_initial=0.4, retry_max=1.0)
+    with open(relay.config, "a", encoding="utf-8") as config:
+        config.write(f"[metrics]\ninterval = {RELAY_METRICS_INTERVAL}\n")
+
+    def reported(field: str, channel: str, value: int) -> bool:
+        series = run(platform_run.influx, platform_run.db,
+                     f'SELECT last("{field}") FROM "gkjk_relay" WHERE "channel" = \'{channel}\'')
+        return bool(series) and series[0]["rows"][-1]["last"] == value
+
+    try:
+        relay.start()
+        _wait("the relay's first points", lambda: reported("pending", "dingtalk", 0))
+        time.sleep(2 * RELAY_METRICS_INTERVAL)  # a second point: a counter's increase needs one before it
+        dingtalk.script[:], aliyun.script[:] = [503, 503], [503, 503, 503]
+        posted = now_ms()
+        assert relay.post(f"enterprise/{FOUNDRY}", [alert()])[0] == 200
+        assert relay.post(f"enterprise/{FOUNDRY}", [alert()], token="wrong")[0] == 401
+        relay.wait_for(lambda health: health["sent"] == 1 and health["dead"] == 1)
+        _wait("the outcomes in gkjk_relay", lambda: reported("delivered", "dingtalk", 1)
+              and reported("dead_lettered", "sms", 1) and reported("pending", "dingtalk", 0))
+        time.sleep(2 * RELAY_METRICS_INTERVAL)
+        relay.stop()
+        stopped = now_ms()
+    finally:
+        relay.stop()
+        dingtalk.stop()
+        aliyun.stop()
+    [longest] = rows(run(platform_run.influx, platform_run.db, 'SELECT max("oldest_pending_seconds") '
+                                                                'FROM "gkjk_relay" WHERE "channel" = \'dingtalk\''))
+    waited = round(datetime.fromisoformat(longest["time"].replace("Z", "+00:00")).timestamp() * 1000)
+    assert longest["max"] > 0.5
+    yield RelayRun(posted, waited, stopped)
+
+
+@pytest.fixture(scope="module")
+def metrics(platform_run: Run, evaluations: Evaluations, relay_run: RelayRun) -> tuple[InfluxServer, str]:
+    """The ingest run's database, with the rule engine's and the relay's points in it too."""
     return platform_run.influx, platform_run.db
 
 
@@ -252,6 +306,11 @@ EXPECTED: dict[tuple[str, str], Check] = {
     and all(0 <= v < 1 for v in column(s, "回收耗时占比")),
     ("规则引擎最新判定", "A"): _engines,
     ("规则判定耗时", "A"): lambda s: len(column(s, "判定耗时")) == 6 and all(v > 0 for v in column(s, "判定耗时")),
+    ("通知发送", "A"): lambda s: (sum(column(s, "已送达")), sum(column(s, "发送失败")),
+                                 sum(column(s, "放弃（转入死信）"))) == (1, 5, 1),
+    ("通知发送", "B"): lambda s: (sum(column(s, "收到告警推送")), sum(column(s, "拒收告警推送"))) == (1, 1),
+    ("通知待发", "A"): lambda s: max(column(s, "待发条数")) == 2 and max(column(s, "最久等待")) > 0.5
+    and column(s, "待发条数")[-1] == 0 and column(s, "最久等待")[-1] == 0,
     ("告警事件与判定失败", "A"): lambda s: sum(column(s, "判定失败")) == 3
     and len(column(s, "新开告警")) == 3 and min(column(s, "新开告警") + column(s, "恢复告警")) >= 0,
 }
@@ -351,12 +410,14 @@ def test_platform_rules_link_their_panels():
     assert {uid: panels.get(r.get("panelId")) for uid, r in RULES.items()} == {
         "silent": "各工作进程最新状态", "spool": "写入积压", "retries": "写入重试与死信",
         "dead-letters": "写入重试与死信", "ack-latency": "应答延迟", "rules-silent": "规则引擎最新判定",
-        "rules-failing": "告警事件与判定失败"}
+        "rules-failing": "告警事件与判定失败", "relay-silent": "通知发送", "relay-dead-letters": "通知发送",
+        "relay-backlog": "通知待发"}
     assert {r["dashboardUid"] for r in RULES.values()} == {platform.UID}
     assert {uid: (r["noDataState"], r["for"]) for uid, r in RULES.items()} == {
         "silent": ("Alerting", "0s"), "spool": ("OK", "5m"), "retries": ("OK", "5m"),
         "dead-letters": ("OK", "0s"), "ack-latency": ("OK", "5m"), "rules-silent": ("Alerting", "0s"),
-        "rules-failing": ("OK", "0s")}
+        "rules-failing": ("OK", "0s"), "relay-silent": ("Alerting", "0s"), "relay-dead-letters": ("OK", "0s"),
+        "relay-backlog": ("OK", "0s")}
 
 
 def test_rules_failing_rule_fires_on_three_failed_evaluations_in_five_minutes(platform_run, evaluations):
@@ -366,6 +427,34 @@ def test_rules_failing_rule_fires_on_three_failed_evaluations_in_five_minutes(pl
     assert evaluate(platform_run, rule, evaluations.failed[1] * 1000 + 1000) == {HOST: False}  # 2 failed so far
     assert evaluate(platform_run, rule, last_failed + 1000) == {HOST: True}
     assert evaluate(platform_run, rule, last_failed + 200_000) == {HOST: False}  # the first failed cycle has left the window
+
+
+SMS, DINGTALK = ((("channel", "sms"), *HOST), (("channel", "dingtalk"), *HOST))  # labels sorted by name
+
+
+def test_relay_dead_letters_rule_fires_for_the_channel_that_gave_up(platform_run, relay_run):
+    rule = RULES["relay-dead-letters"]
+    assert evaluate(platform_run, rule, relay_run.posted) == {SMS: False, DINGTALK: False}
+    assert evaluate(platform_run, rule, relay_run.stopped) == {SMS: True, DINGTALK: False}
+    assert evaluate(platform_run, rule, relay_run.stopped + 601_000) == {}  # nothing reported in its 10 minutes
+
+
+def test_relay_backlog_rule_fires_while_a_message_waits_too_long(platform_run, relay_run):
+    rule = RULES["relay-backlog"]
+    assert evaluate(platform_run, rule, relay_run.longest_wait + 1) == {SMS: False, DINGTALK: False}  # under 1800 s
+    # The wait was about a second here: the rule's query with a threshold it exceeds.
+    low = next(r for r in alerting.platform_rules(relay_wait_seconds=0.5) if r["uid"] == rule["uid"])
+    assert evaluate(platform_run, low, relay_run.longest_wait + 1)[DINGTALK] is True
+    assert evaluate(platform_run, low, relay_run.stopped) == {SMS: False, DINGTALK: False}  # delivered or given up
+
+
+def test_relay_silent_rule_fires_two_minutes_after_the_relay_stops(platform_run, relay_run):
+    rule = RULES["relay-silent"]
+    assert evaluate(platform_run, rule, relay_run.stopped) == {HOST: False}
+    assert evaluate(platform_run, rule, relay_run.stopped + 100_000) == {HOST: False}
+    assert evaluate(platform_run, rule, relay_run.stopped + 151_000) == {HOST: True}
+    assert evaluate(platform_run, rule, relay_run.stopped + 86_400_000 + 60_000) == {}
+    assert rule["noDataState"] == "Alerting"
 
 
 def test_spool_rule_fires_while_influxdb_is_down(platform_run):

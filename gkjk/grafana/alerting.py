@@ -40,11 +40,11 @@ TIMING = {"group_by": ["alertname", "ent", "fac", "rule"], "group_wait": "0s", "
           "repeat_interval": "2h"}
 TOKEN = "$__env{GKJK_RELAY_TOKEN}"  # Grafana expands it from its environment: no secret in the file
 
-# Platform health: rules over `gkjk_ingest` and `gkjk_rules`, labelled SCOPE (scope=platform, shared with the
-# relay in gkjk/relay/grafana.py) and routed to the bureau only.
+# Platform health: rules over `gkjk_ingest`, `gkjk_rules` and `gkjk_relay`, labelled SCOPE (scope=platform, shared
+# with the relay in gkjk/relay/grafana.py) and routed to the bureau only.
 PLATFORM_GROUP = "平台告警"
-# One notification per check and host (and worker, for dead letters).
-PLATFORM_GROUP_BY = ["alertname", "host", "worker"]
+# One notification per check and host (and worker, for dead letters; channel, for the relay's).
+PLATFORM_GROUP_BY = ["alertname", "host", "worker", "channel"]
 # 采集服务无上报: a worker reports every `[metrics] interval` (10 s by default), so two minutes without a point
 # from any worker of a host is a stopped service (or writes that no longer reach InfluxDB), not jitter. Points
 # are counted in 30 s buckets: the current bucket and the 4 before it, 2 to 2.5 minutes.
@@ -62,6 +62,18 @@ RULES_SILENT_SECONDS = 180
 # engine that no longer judges, not one failed cycle while InfluxDB restarted.
 RULES_FAILED = 3
 RULES_FAILED_WINDOW_SECONDS = 300
+# 通知服务无上报: the relay writes its webhook's point every `[metrics] interval` too; the same query as
+# 采集服务无上报 over `gkjk_relay`'s `requests`. While the relay is down no alarm gets out, this alert included:
+# it shows in Grafana's alert list.
+# 通知投递失败: messages given up (after `[relay] max_attempts`, about two hours of retries by default, or refused
+# by the receiver) in the last 10 minutes: an alarm that never reached its recipient.
+RELAY_DEAD_WINDOW_SECONDS = 600
+# 通知积压: a channel's oldest undelivered message waiting longer than the longest retry interval (`[relay]
+# retry_max`, 1800 s): the receiver fails for half an hour, or an alarm storm holds SMS back under
+# `sms_per_phone_per_hour`. Either way alarms are late. The latest value of the last 2 minutes.
+RELAY_WAIT_SECONDS = 1800
+RELAY_WAIT_WINDOW_SECONDS = 120
+CHANNELS = {"dingtalk": "钉钉", "sms": "短信"}
 # 写入积压增长: records in the spools of a host's workers, not yet in InfluxDB. A healthy writer sends a batch
 # as soon as it holds `[spool] batch_max_lines` (5,000) or after `flush_interval` (0.2 s), so a host keeps about a
 # batch per worker at most; 20,000 records held for 5 minutes means InfluxDB takes less than arrives.
@@ -113,6 +125,20 @@ def failed_evaluations_query() -> str:
     """Per host: the rule engine's failed evaluations in the range."""
     return (f'SELECT sum("failed") AS "failed" FROM "{platform.RULES_MEASUREMENT}" WHERE $timeFilter '
             'GROUP BY "host"')
+
+
+def relay_dead_letters_query() -> str:
+    """Per host and channel: messages the relay gave up during the range (its counter's growth, a restart's reset
+    dropped)."""
+    return ('SELECT sum("dead") AS "dead" FROM (SELECT non_negative_difference("dead_lettered") AS "dead" '
+            f'FROM "{platform.RELAY_MEASUREMENT}" WHERE {platform.RELAY_CHANNELS} AND $timeFilter '
+            'GROUP BY "host", "channel") WHERE $timeFilter GROUP BY "host", "channel"')
+
+
+def relay_wait_query() -> str:
+    """Per host and channel: how long the oldest undelivered message has waited, as last reported in the range."""
+    return (f'SELECT last("oldest_pending_seconds") AS "oldest" FROM "{platform.RELAY_MEASUREMENT}" '
+            f'WHERE {platform.RELAY_CHANNELS} AND $timeFilter GROUP BY "host", "channel"')
 
 
 def spool_query() -> str:
@@ -204,9 +230,12 @@ def _platform_rule(check: str, title: str, severity: str, data: list[dict[str, A
     }
 
 
-def platform_rules(spool_records: int = SPOOL_RECORDS, ack_p99_ms: float = ACK_P99_MS) -> list[dict[str, Any]]:
-    """The health of the ingest service, per host, from `gkjk_ingest`, and the rule engine's liveness and failures
-    from `gkjk_rules` (docs/grafana.md, *Alerting*)."""
+def platform_rules(spool_records: int = SPOOL_RECORDS, ack_p99_ms: float = ACK_P99_MS,
+                   relay_wait_seconds: float = RELAY_WAIT_SECONDS) -> list[dict[str, Any]]:
+    """The health of the ingest service, per host, from `gkjk_ingest`; the rule engine's liveness and failures
+    from `gkjk_rules`; the notification relay's liveness and deliveries from `gkjk_relay` (docs/grafana.md,
+    *Alerting*)."""
+    channel = _choice("$labels.channel", CHANNELS)
     minutes = SILENT_SECONDS // 60
     return [
         _platform_rule(
@@ -236,6 +265,30 @@ def platform_rules(spool_records: int = SPOOL_RECORDS, ack_p99_ms: float = ACK_P
             f"规则引擎（gkjk rules）近 {RULES_FAILED_WINDOW_SECONDS // 60} 分钟至少 {RULES_FAILED} 轮判定失败："
             "此时不会产生新的工况告警，也不会关闭已有的告警。请查看该主机 gkjk rules 日志中的“rules evaluation "
             "failed”（查询出错或规则插件异常）和 InfluxDB 的状态。"),
+        _platform_rule(
+            "relay-silent", "通知服务无上报", "high",
+            _data(silent_hosts_query(platform.RELAY_MEASUREMENT, "requests"), SILENT_LOOKBACK_SECONDS, "lt", 1),
+            "通知发送", "0s",
+            f"{HOST} 的通知服务 {minutes} 分钟无自监控上报",
+            f"{HOST} 的通知服务（gkjk relay）已超过 {minutes} 分钟没有写入自监控数据 gkjk_relay：它可能已停止，"
+            "工况告警此时发不出钉钉消息和短信（这条告警也可能无法经它送达，请在 Grafana 的告警页面查看）。"
+            "请检查该主机上的 gkjk relay 进程和它到 InfluxDB 的连接。",
+            # No relay at all reported during the lookback: no notification can go out.
+            no_data="Alerting"),
+        _platform_rule(
+            "relay-dead-letters", "通知投递失败", "high",
+            _data(relay_dead_letters_query(), RELAY_DEAD_WINDOW_SECONDS, "gt", 0), "通知发送", "0s",
+            f"{HOST} 有 {VALUE} 条{channel}通知多次发送失败后已放弃",
+            f"通知服务近 {RELAY_DEAD_WINDOW_SECONDS // 60} 分钟放弃了{channel}通知（多次重试仍失败，或被接收方拒绝），"
+            "这些工况告警没有送达接收人。原因在该主机 gkjk relay 的日志和死信文件（[relay] dead_letters）中："
+            "常见为钉钉机器人密钥或关键词不符、短信签名或模板未通过、账户欠费、号码错误。"),
+        _platform_rule(
+            "relay-backlog", "通知积压", "medium",
+            _data(relay_wait_query(), RELAY_WAIT_WINDOW_SECONDS, "gt", relay_wait_seconds), "通知待发", "0s",
+            f"{HOST} 的{channel}通知已等待 {VALUE} 秒未送达",
+            f"通知服务发件箱中最早的一条{channel}通知已等待超过 {relay_wait_seconds:g} 秒：接收方持续失败（服务仍在"
+            "重试），或告警过多受到每个号码每小时短信条数的限制。工况告警因此迟到；请查看“平台运行状态”的通知发送"
+            "与该主机 gkjk relay 的日志。"),
         _platform_rule(
             "spool", "写入积压增长", "medium",
             _data(spool_query(), 600, "gt", spool_records), "写入积压", SPOOL_FOR,

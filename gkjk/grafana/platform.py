@@ -2,7 +2,8 @@
 point per worker every `[metrics] interval` seconds; docs/schema.md): connections, packet rates, errors by kind,
 acknowledgement latency, the durable writer's spool backlog and InfluxDB writes, garbage-collection pauses; and from
 the rule engine's (`gkjk_rules`, one point per evaluation): how long a cycle takes, whether it failed, and the alarm
-events it wrote.
+events it wrote; and from the notification relay's (`gkjk_relay`, per channel and for its webhook): messages
+delivered, failed and given up, and what waits in its outbox.
 
 Counters count from the worker's start: rates are `non_negative_derivative` per worker (a restart's reset is
 dropped, not a negative spike), summed over the workers in an outer query; gauges are the last value per worker and
@@ -26,6 +27,8 @@ from gkjk.registry import Registry
 UID = "gkjk-platform"
 MEASUREMENT = "gkjk_ingest"
 RULES_MEASUREMENT = "gkjk_rules"
+RELAY_MEASUREMENT = "gkjk_relay"
+RELAY_CHANNELS = "\"channel\" != ''"  # the relay's channel points; its webhook's point has no channel tag
 HOST = '"host" =~ /^$host$/'
 WHERE = f"{HOST} AND $timeFilter"
 PER_WORKER = 'GROUP BY time($__interval), "host", "worker" fill(none)'
@@ -51,7 +54,7 @@ ERROR_COLUMN = "sum_non_negative_derivative_"
 
 
 def host_variable() -> db.QueryVariable:
-    """主机: every host whose ingest workers or rule engine have reported."""
+    """主机: every host whose ingest workers, rule engine or notification relay have reported."""
     return (db.QueryVariable("host").label("主机").datasource(DATASOURCE_REF)
             .query('SHOW TAG VALUES FROM /^gkjk_/ WITH KEY = "host"')
             .multi(True).include_all(True).all_value(ALL_VALUE).refresh(model.VariableRefresh.ON_DASHBOARD_LOAD)
@@ -106,6 +109,25 @@ RULES_DURATION = (f'SELECT max("duration_seconds") AS "判定耗时" FROM "{RULE
                   f"{OVER_TIME}")
 RULES_EVENTS = ('SELECT sum("opened") AS "新开告警", sum("closed") AS "恢复告警", sum("retracted") AS "撤回告警", '
                 f'sum("failed") AS "判定失败" FROM "{RULES_MEASUREMENT}" WHERE {WHERE} {OVER_TIME}')
+# Messages per time bucket, from the relay's counters: per host and channel, a restart's reset dropped, summed.
+RELAY_SENT = ('SELECT sum("delivered") AS "已送达", sum("failed") AS "发送失败", sum("dead") AS "放弃（转入死信）" '
+              'FROM (SELECT non_negative_difference(last("delivered")) AS "delivered", '
+              'non_negative_difference(last("failed_attempts")) AS "failed", '
+              'non_negative_difference(last("dead_lettered")) AS "dead" '
+              f'FROM "{RELAY_MEASUREMENT}" WHERE {RELAY_CHANNELS} AND {WHERE} '
+              'GROUP BY time($__interval), "host", "channel" fill(none)) '
+              f"WHERE $timeFilter {OVER_TIME}")
+RELAY_WEBHOOK = ('SELECT sum("accepted") AS "收到告警推送", sum("refused") AS "拒收告警推送" '
+                 'FROM (SELECT non_negative_difference(last("accepted")) AS "accepted", '
+                 'non_negative_difference(last("refused")) AS "refused" '
+                 f'FROM "{RELAY_MEASUREMENT}" WHERE "channel" = \'\' AND {WHERE} '
+                 'GROUP BY time($__interval), "host" fill(none)) '
+                 f"WHERE $timeFilter {OVER_TIME}")
+RELAY_BACKLOG = ('SELECT sum("pending") AS "待发条数", max("oldest") AS "最久等待" '
+                 'FROM (SELECT last("pending") AS "pending", last("oldest_pending_seconds") AS "oldest" '
+                 f'FROM "{RELAY_MEASUREMENT}" WHERE {RELAY_CHANNELS} AND {WHERE} '
+                 'GROUP BY time($__interval), "host", "channel" fill(none)) '
+                 f"WHERE $timeFilter {OVER_TIME}")
 OUTCOME = value_texts({"0": ("正常", "green"), "1": ("失败", "red")})
 
 
@@ -191,9 +213,17 @@ def build(registry: Registry | None = None) -> dict[str, Any]:
                     "全部主机合计，每个时间段内：规则引擎新开、恢复、撤回（数据不再支持）的告警事件数，以及失败的判定轮数"
                     "（失败时不会产生新告警，也不会关闭已有告警）",
                     RULES_EVENTS, unit="suffix: 次")
+    sent = _chart("通知发送",
+                  "全部主机与渠道（钉钉、短信）合计，每个时间段内：通知服务（gkjk relay）送达的消息、失败的发送尝试"
+                  "（稍后重试）、多次失败后放弃而转入死信的消息；以及收到和拒收的 Grafana 告警推送",
+                  RELAY_SENT, RELAY_WEBHOOK, unit="suffix: 条")
+    waiting = _chart("通知待发", "通知服务发件箱中尚未送达的消息条数（全部主机与渠道合计），及其中等待最久的一条已等待的时间"
+                     "（最慢的渠道）；重试间隔最长 30 分钟，短信还受每个号码每小时条数的限制",
+                     RELAY_BACKLOG, unit="suffix: 条", overrides=(_unit("最久等待", "s", right=True),))
     panels = [(workers, 0, 0, 24, 7), (connections, 0, 7, 12, 8), (packets, 12, 7, 12, 8), (errors, 0, 15, 12, 8),
               (latency, 12, 15, 12, 8), (backlog, 0, 23, 8, 8), (write_latency, 8, 23, 8, 8), (failures, 16, 23, 8, 8),
-              (gc, 0, 31, 24, 8), (engines, 0, 39, 24, 5), (duration, 0, 44, 12, 8), (events, 12, 44, 12, 8)]
+              (gc, 0, 31, 24, 8), (engines, 0, 39, 24, 5), (duration, 0, 44, 12, 8), (events, 12, 44, 12, 8),
+              (sent, 0, 52, 12, 8), (waiting, 12, 52, 12, 8)]
     dashboard = new_dashboard("平台运行状态", UID, since="now-6h").with_variable(host_variable())
     for panel, x, y, w, h in panels:
         dashboard.with_panel(place(panel, x, y, w, h))
