@@ -323,8 +323,8 @@ def platform_rules(spool_records: int = SPOOL_RECORDS, ack_p99_ms: float = ACK_P
 
 def rules() -> dict[str, Any]:
     """Two rule groups. 工况告警: one alert rule per severity, so every rule of every pack is covered without
-    listing rules, and a severity can be paused or given its own routing on its own. 平台告警: the ingest
-    service's health and the rule engine's liveness."""
+    listing rules, and a severity can be paused or given its own routing on its own. 平台告警: the health of the
+    ingest service, the rule engine and the notification relay."""
     return {"apiVersion": 1, "groups": [
         {"orgId": 1, "name": GROUP, "folder": FOLDER, "interval": INTERVAL,
          "rules": [_rule(severity) for severity in SEVERITY]},
