@@ -286,6 +286,15 @@ class Device(_Model):
     points: list[Point] = []
     modbus: ModbusGateway | None = None
 
+    def equipment_numbers(self) -> dict[str, int]:
+        """The HJ 212 equipment number (``SB<n>``: ``-RS`` run state, ``-RT`` run time of 2041) of each facility
+        of the device's points: numbered from 1 in the order the facilities first appear in the points, so the
+        numbers stay put while the points keep their order (docs/registry.md)."""
+        numbers: dict[str, int] = {}
+        for point in self.points:
+            numbers.setdefault(point.facility, len(numbers) + 1)
+        return numbers
+
 
 class Enterprise(_Model):
     """One registry file: an enterprise (排污单位), its facilities and its data loggers."""
@@ -396,7 +405,7 @@ class PointRef(NamedTuple):
 class Registry:
     """A validated registry and the dicts the hot path needs; never mutated after load (reload builds a new one)."""
 
-    __slots__ = ("_enterprises", "_devices", "_points", "_facility_points", "_sources", "_files")
+    __slots__ = ("_enterprises", "_devices", "_points", "_equipment", "_facility_points", "_sources", "_files")
 
     def __init__(self, loaded: Sequence[tuple[Path, bytes, Enterprise]]) -> None:
         """Index validated enterprises: (source file, digest of its content for reuse on reload, enterprise)."""
@@ -405,6 +414,7 @@ class Registry:
         self._files: dict[Path, tuple[bytes, Enterprise]] = {}
         self._devices: dict[str, DeviceRef] = {}
         self._points: dict[tuple[str, str], PointRef] = {}
+        self._equipment: dict[tuple[str, str], Facility] = {}  # (MN, "sb<n>") -> the device's n-th facility
         self._facility_points: dict[tuple[str, str], list[PointRef]] = {}
         for source, digest, ent in loaded:
             self._enterprises[ent.id] = ent
@@ -416,6 +426,8 @@ class Registry:
                     ref = PointRef(p, ent._by_id[p.facility], dev, ent)
                     self._points[dev.mn, p.factor.lower()] = ref
                     self._facility_points.setdefault((ent.id, p.facility), []).append(ref)
+                for facility, number in dev.equipment_numbers().items():
+                    self._equipment[dev.mn, f"sb{number}"] = ent._by_id[facility]
 
     @property
     def enterprises(self) -> Mapping[str, Enterprise]:
@@ -434,6 +446,14 @@ class Registry:
     def point(self, mn: str, factor_code: str) -> PointRef | None:
         """The point for this MN and factor code (both case-insensitive), or None if not registered."""
         return self._points.get((mn.upper(), factor_code.lower()))
+
+    def facility_of(self, mn: str, code: str) -> Facility | None:
+        """The facility a factor code of this MN is about (both case-insensitive): its registry point's; for an
+        equipment code ``SB<n>`` without a point of its own, the device's n-th facility (`Device.equipment_numbers`);
+        None if neither."""
+        key = (mn.upper(), code.lower())
+        ref = self._points.get(key)
+        return ref.facility if ref is not None else self._equipment.get(key)
 
     def points_of(self, enterprise_id: str, facility_id: str) -> tuple[PointRef, ...]:
         """All points measuring one facility, across the enterprise's devices."""

@@ -135,8 +135,8 @@ class PointBuilder:
         try:
             return self._facilities[key]
         except KeyError:
-            ref = registry.point(mn, code)
-            facility = self._facilities[key] = None if ref is None else ref.facility.id
+            found = registry.facility_of(mn, code)
+            facility = self._facilities[key] = None if found is None else found.id
             return facility
 
     def _keys_of(self, code: str) -> dict[str, str]:

@@ -878,14 +878,14 @@ def test_daily_run_time_reaches_influxdb(tmp_path, influx_db, site, logger_proce
         logger_processes.append(LoggerProcess(tmp_path, site.gateway.port, [server.port], "--rtd-interval", "300",
                                               "--speed", "36000", registry=run_time_registry(tmp_path)))
         query = f"SELECT * FROM runtime WHERE mn = '{MN}' ORDER BY time"
-        wait_for(lambda: len(rows(influx, db, query)) >= 2, 30, "two days of run time")
-        days = rows(influx, db, query)[:2]
-    assert [d["time"] for d in days] == [(datetime(2024, 5, day) - timedelta(hours=8)).strftime("%Y-%m-%dT%H:%M:%SZ")
-                                         for day in (6, 7)]
-    assert {d["fac"] for d in days} == {"unmapped"}  # the platform does not map SB numbers to facilities
+        # The platform stores each SB<n> with the device's n-th facility (docs/registry.md): a point per facility.
+        wait_for(lambda: len(rows(influx, db, query)) >= 2 * len(SB_OF), 30, "two days of run time")
+        stored = rows(influx, db, query)[:2 * len(SB_OF)]
+    days = sorted({row["time"] for row in stored})
+    assert days == [(datetime(2024, 5, day) - timedelta(hours=8)).strftime("%Y-%m-%dT%H:%M:%SZ") for day in (6, 7)]
     # P1 never runs; the fan T1 runs all the time, and so do the treatment facilities it serves (T2-T4).
     for day, hours in zip(days, (15.0, 24.0)):
-        assert {facility: day[f"{sb}-RT"] for facility, sb in SB_OF.items()} == {
+        assert {row["fac"]: row[f"{SB_OF[row['fac']]}-RT"] for row in stored if row["time"] == day} == {
             "P1": 0.0, "T1": hours, "T2": hours, "T3": hours, "T4": hours}
 
 

@@ -20,7 +20,7 @@ def lines(cp: str, cn: str = "2011") -> list[str]:
 
 
 def test_factors_group_by_facility_with_registry_tags():
-    furnace, fan = lines("DataTime=20261123100000;i33200-Rtd=512.5,i33200-Flag=N;g10201-Rtd=41;SB1-RS=1")[:2]
+    furnace, fan = lines("DataTime=20261123100000;i33200-Rtd=512.5,i33200-Flag=N;g10201-Rtd=41")
     assert furnace == (
         'rtd,county=如皋市,ent=91320682MA1WX0001W,fac=P1,mn=010000A8900016F000169DC0 '
         'i33200-Rtd=512.5,i33200-Flag="N" 1795399200000000000'
@@ -34,9 +34,32 @@ def test_measurement_per_command(cn, measurement):
 
 
 def test_unmapped_factors_device_states_and_parameters_are_kept():
-    [line] = lines("DataTime=20261123100000;w01018-Rtd=36.91;SB1-RS=1;PolId=w01018")
+    [line] = lines("DataTime=20261123100000;w01018-Rtd=36.91;SB3-RS=1;PolId=w01018")
     assert ",fac=unmapped," in line
-    assert 'w01018-Rtd=36.91,SB1-RS=1,PolId="w01018"' in line
+    assert 'w01018-Rtd=36.91,SB3-RS=1,PolId="w01018"' in line  # the device measures two facilities, not three
+
+
+def test_equipment_codes_are_the_devices_facilities_in_point_order():
+    """SB<n> (run state -RS, 2041 run time -RT) is the n-th facility of the device's points: P1, then T1."""
+    stored = {line.split(",fac=")[1].split(",")[0]: line for line in
+              lines("DataTime=20261123000000;SB1-RT=20.5;SB2-RT=23", cn="2041")}
+    assert stored["P1"].startswith("runtime,county=如皋市,ent=91320682MA1WX0001W,fac=P1,")
+    assert " SB1-RT=20.5 " in stored["P1"] and " SB2-RT=23 " in stored["T1"] and len(stored) == 2
+
+
+def test_a_registry_point_of_an_equipment_code_wins(tmp_path):
+    """A point named SB<n> maps that code to its own facility, whatever the point order says."""
+    for source in (Path(__file__).parent / "data" / "registry").glob("*.yaml"):
+        text = source.read_text(encoding="utf-8")
+        (tmp_path / source.name).write_text(text.replace(
+            "      - {factor: g10101, facility: T1, quantity: switch}",
+            "      - {factor: g10101, facility: T1, quantity: switch}\n"
+            "      - {factor: SB1, facility: T1, quantity: run_time}"), encoding="utf-8")
+    registry = load_registry(tmp_path)
+    assert registry.facility_of("010000a8900016f000169dc0", "sb1").id == "T1"
+    assert registry.facility_of("010000A8900016F000169DC0", "SB2").id == "T1"  # by order: P1, T1
+    assert registry.facility_of("010000A8900016F000169DC0", "SB3") is None
+    assert REGISTRY.facility_of("010000A8900016F000169DC0", "SB1").id == "P1"
 
 
 @pytest.mark.parametrize("raw, field", [

@@ -13,7 +13,8 @@ atomically with the queues, so they survive restarts and power cuts; deleting a 
 replaced).
 
 The same steps make the day's run time of every facility the device meters (HJ 212 2041, ``SB<n>-RT`` in hours):
-`equipment_numbers` gives each facility of the device its ``SB`` number, `RunCounters.close_day` the hours.
+`Device.equipment_numbers` (the registry) gives each facility of the device its ``SB`` number,
+`RunCounters.close_day` the hours.
 """
 
 from __future__ import annotations
@@ -65,16 +66,6 @@ def run_points(device: Device, enterprise: Enterprise, facility_id: str) -> list
     return readable(fans)
 
 
-def equipment_numbers(device: Device) -> dict[str, int]:
-    """HJ 212 equipment number (``SB<n>``) of each facility of the device: its facilities numbered from 1 in the
-    order they first appear in the device's points. Deterministic and stable while the points keep their order,
-    whether or not a facility's run state can be told."""
-    numbers: dict[str, int] = {}
-    for point in device.points:
-        numbers.setdefault(point.facility, len(numbers) + 1)
-    return numbers
-
-
 @dataclass(slots=True)
 class Counter:
     point: Point
@@ -96,7 +87,7 @@ class RunCounters:
                 log.warn("MN {mn}: {factor} ({facility}) has no run points on this device: it will not count",
                          mn=device.mn, factor=counter.point.factor, facility=counter.point.facility)
         #: Run points of each facility whose run state can be told, by its equipment number (2041).
-        self.facilities = {number: sources for facility, number in equipment_numbers(device).items()
+        self.facilities = {number: sources for facility, number in device.equipment_numbers().items()
                            if (sources := run_points(device, enterprise, facility))}
         self.day_seconds = dict.fromkeys(self.facilities, 0.0)
         self._last: datetime | None = None
