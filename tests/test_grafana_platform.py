@@ -188,9 +188,7 @@ def relay_run(platform_run: Run, tmp_path_factory: pytest.TempPathFactory) -> It
     all 3 attempts, so the SMS is given up; a post with a wrong token is refused. Then the relay stops."""
     dingtalk, aliyun = Receiver(dingtalk_judge).start(), Receiver(aliyun_judge).start()
     relay = Relay(tmp_path_factory.mktemp("relay"), platform_run.influx.url, platform_run.db, dingtalk, aliyun,
-                  max_attempts=3, retry_initial=0.4, retry_max=1.0)
-    with open(relay.config, "a", encoding="utf-8") as config:
-        config.write(f"[metrics]\ninterval = {RELAY_METRICS_INTERVAL}\n")
+                  metrics_interval=RELAY_METRICS_INTERVAL, max_attempts=3, retry_initial=0.4, retry_max=1.0)
 
     def reported(field: str, channel: str, value: int) -> bool:
         series = run(platform_run.influx, platform_run.db,

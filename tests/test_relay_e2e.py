@@ -167,7 +167,7 @@ class Relay:
     """`gkjk relay` in a subprocess; the token comes from the environment, as in production."""
 
     def __init__(self, workdir: Path, influx_url: str, db: str, dingtalk: Receiver, aliyun: Receiver,
-                 **relay: object) -> None:
+                 metrics_interval: float | None = None, **relay: object) -> None:
         self.workdir = workdir
         self.port = free_port()
         self.log = workdir / "relay.log"
@@ -185,6 +185,7 @@ class Relay:
             "influx": {"url": influx_url, "database": db, "timeout": 2.0},
             "registry": {"path": str(write_registry(workdir / "registry"))},
             "relay": settings,
+            **({"metrics": {"interval": metrics_interval}} if metrics_interval is not None else {}),
         })
         self.process: subprocess.Popen | None = None
 

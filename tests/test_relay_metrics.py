@@ -21,7 +21,9 @@ from gkjk.relay.outbox import Message, NewMessage, Outbox
 from gkjk.relay.outcome import Delivered, Outcome, RetryLater
 from gkjk.relay.ratelimit import SlidingWindow
 from ingest_twisted.influx import InfluxClient
-from test_relay_e2e import COATING, FOUNDRY, Receiver, Relay, aliyun_judge, alert, dingtalk_judge
+from test_relay_e2e import (  # noqa: F401 - receivers and relay_factory are fixtures
+    COATING, FOUNDRY, Relay, alert, receivers, relay_factory,
+)
 
 INTERVAL = 0.2  # [metrics] interval of the relays under test
 HOST = socket.gethostname()
@@ -91,29 +93,9 @@ def attempts_by_channel(outbox: Path) -> dict[str, int]:
 
 
 @pytest.fixture
-def receivers():
-    dingtalk, aliyun = Receiver(dingtalk_judge).start(), Receiver(aliyun_judge).start()
-    yield dingtalk, aliyun
-    dingtalk.stop()
-    aliyun.stop()
-
-
-@pytest.fixture
-def metered_relay(tmp_path, influx_db, receivers):
+def metered_relay(relay_factory):
     """Starts `gkjk relay` (test_relay_e2e.Relay) with `[metrics] interval = INTERVAL`."""
-    influx, db = influx_db
-    started: list[Relay] = []
-
-    def make(*args: str, **settings: object) -> Relay:
-        relay = Relay(tmp_path, influx.url, db, *receivers, **settings)
-        with open(relay.config, "a", encoding="utf-8") as config:  # Relay writes [influx], [registry], [relay]
-            config.write(f"[metrics]\ninterval = {INTERVAL}\n")
-        started.append(relay)
-        return relay.start(*args)
-
-    yield make
-    for relay in started:
-        relay.stop()
+    return lambda *args, **settings: relay_factory(*args, metrics_interval=INTERVAL, **settings)
 
 
 # --- the relay process --------------------------------------------------------------------------------------------
