@@ -24,6 +24,7 @@ class ConfigError(ValueError):
 class IngestConfig:
     listen: str = "0.0.0.0:9212"
     workers: int = 1
+    pin_workers: bool = True
     max_segment_bytes: int = 4096
     idle_timeout: float = 600.0
     max_connections_per_ip: int = 1000
