@@ -88,7 +88,7 @@ def worker_cpu(workers: int, index: int) -> int | None:
     """The CPU worker `index` of `workers` runs on, or None to let it move: one CPU each when there are enough.
 
     Left to the scheduler, two workers woken by the same load often share a core while the other runs something
-    else; pinned, each keeps its own (p99 at 10,000/s in four interleaved pairs of runs: 15 - 16 ms instead of
+    else; pinned, each keeps its own (p99 at 10,000/s in four interleaved pairs of runs: 14 - 20 ms instead of
     19 - 47 ms, docs/benchmarks.md)."""
     allowed = sorted(os.sched_getaffinity(0))
     return allowed[index] if 1 < workers <= len(allowed) else None
