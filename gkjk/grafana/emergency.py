@@ -48,8 +48,7 @@ LEVEL = shown("预警级别", mapped(value_texts({level: (level, color) for leve
 
 
 def _enterprise(panel: table.Panel, names: list[model.ValueMap]) -> table.Panel:
-    return (panel.override_by_name("ent", shown("企业", model.DynamicConfigValue(id_val="mappings", value=names),
-                                           *enterprise_link()))
+    return (panel.override_by_name("ent", shown("企业", mapped(names), *enterprise_link()))
             .override_by_name("county", shown("区县")).override_by_name("fac", shown("生产设施")))
 
 

@@ -10,8 +10,8 @@ from grafana_foundation_sdk.builders import barchart, common, dashboard as db, s
 from grafana_foundation_sdk.models import dashboard as model
 
 from gkjk.grafana.common import (
-    COUNTY, ENT, county_variable, enterprise_link, enterprise_names, enterprise_variable, new_dashboard, place, render,
-    DROP_TIME, shown, unit,
+    COLORED, COUNTY, ENT, county_variable, enterprise_link, enterprise_names, enterprise_variable, mapped,
+    new_dashboard, place, render, DROP_TIME, shown, unit,
 )
 from gkjk.grafana.influxql import InfluxQL
 from gkjk.registry import Registry
@@ -78,8 +78,7 @@ def _device_table(panel: table.Panel, names: list[model.ValueMap], device_column
     """Chinese headers for the tag columns every device table has; enterprise cells link to 企业详情."""
     return (panel.filterable(True)
             .override_by_name(device_column, shown("数采仪"))
-            .override_by_name("ent", shown("企业", model.DynamicConfigValue(id_val="mappings", value=names),
-                                            *enterprise_link()))
+            .override_by_name("ent", shown("企业", mapped(names), *enterprise_link()))
             .override_by_name("county", shown("区县")))
 
 
@@ -139,9 +138,7 @@ def build(registry: Registry) -> dict[str, Any]:
         table.Panel().title("设备在线状态").description("每台数采仪最后一次上线或离线事件，不受时间范围限制")
         .with_target(InfluxQL(LAST_EVENT.format(filters=FILTERS), result_format="table"))
         .override_by_name("Time", shown("状态时间"))
-        .override_by_name("event", shown("状态", model.DynamicConfigValue(id_val="mappings", value=EVENTS),
-                                          model.DynamicConfigValue(id_val="custom.cellOptions",
-                                                                   value={"type": "color-text"})))
+        .override_by_name("event", shown("状态", mapped(EVENTS), COLORED))
         .override_by_name("peer", shown("连接地址"))
         .override_by_name("reason", shown("离线原因")), names)
     silent_table = _device_table(
