@@ -127,14 +127,6 @@ def failed_evaluations_query() -> str:
             'GROUP BY "host"')
 
 
-def relay_dead_letters_query() -> str:
-    """Per host and channel: messages the relay gave up during the range (its counter's growth, a restart's reset
-    dropped)."""
-    return ('SELECT sum("dead") AS "dead" FROM (SELECT non_negative_difference("dead_lettered") AS "dead" '
-            f'FROM "{platform.RELAY_MEASUREMENT}" WHERE {platform.RELAY_CHANNELS} AND $timeFilter '
-            'GROUP BY "host", "channel") WHERE $timeFilter GROUP BY "host", "channel"')
-
-
 def relay_wait_query() -> str:
     """Per host and channel: how long the oldest undelivered message has waited, as last reported in the range."""
     return (f'SELECT last("oldest_pending_seconds") AS "oldest" FROM "{platform.RELAY_MEASUREMENT}" '
@@ -148,12 +140,13 @@ def spool_query() -> str:
             'WHERE $timeFilter GROUP BY "host"')
 
 
-def increase_query(field: str, alias: str, tags: tuple[str, ...]) -> str:
-    """Per `tags`: how much a counter of the workers grew during the range. Differences between a worker's
-    consecutive points, a restart's reset (a negative step) dropped, summed."""
-    group = ", ".join(f'"{tag}"' for tag in tags)
+def increase_query(field: str, alias: str, tags: tuple[str, ...], measurement: str = platform.MEASUREMENT,
+                   series: tuple[str, ...] = ("host", "worker"), where: str = "") -> str:
+    """Per `tags`: how much a counter grew during the range. Differences between consecutive points of each of its
+    `series` (a worker's by default; a relay channel's), a restart's reset (a negative step) dropped, summed."""
+    group, per = (", ".join(f'"{tag}"' for tag in names) for names in (tags, series))
     return (f'SELECT sum("{alias}") AS "{alias}" FROM (SELECT non_negative_difference("{field}") AS "{alias}" '
-            f'FROM "{platform.MEASUREMENT}" WHERE $timeFilter GROUP BY "host", "worker") '
+            f'FROM "{measurement}" WHERE {where + " AND " if where else ""}$timeFilter GROUP BY {per}) '
             f'WHERE $timeFilter GROUP BY {group}')
 
 
@@ -277,7 +270,9 @@ def platform_rules(spool_records: int = SPOOL_RECORDS, ack_p99_ms: float = ACK_P
             no_data="Alerting"),
         _platform_rule(
             "relay-dead-letters", "通知投递失败", "high",
-            _data(relay_dead_letters_query(), RELAY_DEAD_WINDOW_SECONDS, "gt", 0), "通知发送", "0s",
+            _data(increase_query("dead_lettered", "dead", ("host", "channel"), platform.RELAY_MEASUREMENT,
+                                 ("host", "channel"), platform.RELAY_CHANNELS), RELAY_DEAD_WINDOW_SECONDS, "gt", 0),
+            "通知发送", "0s",
             f"{HOST} 有 {VALUE} 条{channel}通知多次发送失败后已放弃",
             f"通知服务近 {RELAY_DEAD_WINDOW_SECONDS // 60} 分钟放弃了{channel}通知（多次重试仍失败，或被接收方拒绝），"
             "这些工况告警没有送达接收人。原因在该主机 gkjk relay 的日志和死信文件（[relay] dead_letters）中："
