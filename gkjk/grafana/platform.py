@@ -28,7 +28,6 @@ UID = "gkjk-platform"
 MEASUREMENT = "gkjk_ingest"
 RULES_MEASUREMENT = "gkjk_rules"
 RELAY_MEASUREMENT = "gkjk_relay"
-RELAY_CHANNELS = "\"channel\" != ''"  # the relay's channel points; its webhook's point has no channel tag
 HOST = '"host" =~ /^$host$/'
 WHERE = f"{HOST} AND $timeFilter"
 PER_WORKER = 'GROUP BY time($__interval), "host", "worker" fill(none)'
@@ -61,12 +60,14 @@ def host_variable() -> db.QueryVariable:
             .sort(model.VariableSort.ALPHABETICAL_ASC))
 
 
-def summed(inner: dict[str, str], outer: str = "sum") -> str:
-    """`outer` over the workers of a per-worker, per-bucket selection {column: per-worker expression}."""
+def summed(inner: dict[str, str], outer: str | dict[str, str] = "sum", measurement: str = MEASUREMENT,
+           series: str = '"host", "worker"', where: str = "") -> str:
+    """`outer` (one function, or one per column) over the series of a per-series, per-bucket selection
+    {column: expression}: a worker's by default, a relay channel's or webhook's with `series` and `where`."""
     columns = ", ".join(f'{expression} AS "{name}"' for name, expression in inner.items())
-    result = ", ".join(f'{outer}("{name}") AS "{name}"' for name in inner)
-    return (f'SELECT {result} FROM (SELECT {columns} FROM "{MEASUREMENT}" WHERE {WHERE} {PER_WORKER}) '
-            f"WHERE $timeFilter {OVER_TIME}")
+    result = ", ".join(f'{outer if isinstance(outer, str) else outer[name]}("{name}") AS "{name}"' for name in inner)
+    return (f'SELECT {result} FROM (SELECT {columns} FROM "{measurement}" WHERE {where + " AND " if where else ""}'
+            f'{WHERE} GROUP BY time($__interval), {series} fill(none)) WHERE $timeFilter {OVER_TIME}')
 
 
 def rate(field: str) -> str:
@@ -109,25 +110,9 @@ RULES_DURATION = (f'SELECT max("duration_seconds") AS "判定耗时" FROM "{RULE
                   f"{OVER_TIME}")
 RULES_EVENTS = ('SELECT sum("opened") AS "新开告警", sum("closed") AS "恢复告警", sum("retracted") AS "撤回告警", '
                 f'sum("failed") AS "判定失败" FROM "{RULES_MEASUREMENT}" WHERE {WHERE} {OVER_TIME}')
-# Messages per time bucket, from the relay's counters: per host and channel, a restart's reset dropped, summed.
-RELAY_SENT = ('SELECT sum("delivered") AS "已送达", sum("failed") AS "发送失败", sum("dead") AS "放弃（转入死信）" '
-              'FROM (SELECT non_negative_difference(last("delivered")) AS "delivered", '
-              'non_negative_difference(last("failed_attempts")) AS "failed", '
-              'non_negative_difference(last("dead_lettered")) AS "dead" '
-              f'FROM "{RELAY_MEASUREMENT}" WHERE {RELAY_CHANNELS} AND {WHERE} '
-              'GROUP BY time($__interval), "host", "channel" fill(none)) '
-              f"WHERE $timeFilter {OVER_TIME}")
-RELAY_WEBHOOK = ('SELECT sum("accepted") AS "收到告警推送", sum("refused") AS "拒收告警推送" '
-                 'FROM (SELECT non_negative_difference(last("accepted")) AS "accepted", '
-                 'non_negative_difference(last("refused")) AS "refused" '
-                 f'FROM "{RELAY_MEASUREMENT}" WHERE "channel" = \'\' AND {WHERE} '
-                 'GROUP BY time($__interval), "host" fill(none)) '
-                 f"WHERE $timeFilter {OVER_TIME}")
-RELAY_BACKLOG = ('SELECT sum("pending") AS "待发条数", max("oldest") AS "最久等待" '
-                 'FROM (SELECT last("pending") AS "pending", last("oldest_pending_seconds") AS "oldest" '
-                 f'FROM "{RELAY_MEASUREMENT}" WHERE {RELAY_CHANNELS} AND {WHERE} '
-                 'GROUP BY time($__interval), "host", "channel" fill(none)) '
-                 f"WHERE $timeFilter {OVER_TIME}")
+# The relay's points: one per channel, and its webhook's without a channel tag.
+RELAY_CHANNELS = "\"channel\" != ''"
+RELAY_WEBHOOK = "\"channel\" = ''"
 OUTCOME = value_texts({"0": ("正常", "green"), "1": ("失败", "red")})
 
 
@@ -213,13 +198,20 @@ def build(registry: Registry | None = None) -> dict[str, Any]:
                     "全部主机合计，每个时间段内：规则引擎新开、恢复、撤回（数据不再支持）的告警事件数，以及失败的判定轮数"
                     "（失败时不会产生新告警，也不会关闭已有告警）",
                     RULES_EVENTS, unit="suffix: 次")
+    relay = {"measurement": RELAY_MEASUREMENT, "series": '"host", "channel"', "where": RELAY_CHANNELS}
     sent = _chart("通知发送",
                   "全部主机与渠道（钉钉、短信）合计，每个时间段内：通知服务（gkjk relay）送达的消息、失败的发送尝试"
                   "（稍后重试）、多次失败后放弃而转入死信的消息；以及收到和拒收的 Grafana 告警推送",
-                  RELAY_SENT, RELAY_WEBHOOK, unit="suffix: 条")
+                  summed({"已送达": increase("delivered"), "发送失败": increase("failed_attempts"),
+                          "放弃（转入死信）": increase("dead_lettered")}, **relay),
+                  summed({"收到告警推送": increase("accepted"), "拒收告警推送": increase("refused")},
+                         measurement=RELAY_MEASUREMENT, series='"host"', where=RELAY_WEBHOOK),
+                  unit="suffix: 条")
     waiting = _chart("通知待发", "通知服务发件箱中尚未送达的消息条数（全部主机与渠道合计），及其中等待最久的一条已等待的时间"
                      "（最慢的渠道）；重试间隔最长 30 分钟，短信还受每个号码每小时条数的限制",
-                     RELAY_BACKLOG, unit="suffix: 条", overrides=(_unit("最久等待", "s", right=True),))
+                     summed({"待发条数": last("pending"), "最久等待": last("oldest_pending_seconds")},
+                            {"待发条数": "sum", "最久等待": "max"}, **relay),
+                     unit="suffix: 条", overrides=(_unit("最久等待", "s", right=True),))
     panels = [(workers, 0, 0, 24, 7), (connections, 0, 7, 12, 8), (packets, 12, 7, 12, 8), (errors, 0, 15, 12, 8),
               (latency, 12, 15, 12, 8), (backlog, 0, 23, 8, 8), (write_latency, 8, 23, 8, 8), (failures, 16, 23, 8, 8),
               (gc, 0, 31, 24, 8), (engines, 0, 39, 24, 5), (duration, 0, 44, 12, 8), (events, 12, 44, 12, 8),
